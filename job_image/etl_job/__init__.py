@@ -1,0 +1,1 @@
+"""The data plane: the PySpark job that runs one ETLPipeline (extract, validate, transform, load)."""
