@@ -98,6 +98,8 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
          f"--service-account-key-file={sa_keys.cert}",
          f"--service-account-signing-key-file={sa_keys.key}",
          f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}", "--allow-privileged=true",
+         # No kubelet-reachable address exists; envtest keeps the kubernetes Service unreconciled too.
+         "--endpoint-reconciler-type=none",
          "--enable-priority-and-fairness=false", "--profiling=false", "--v=1"],
         log_path=workdir / "kube-apiserver.log",
     )
