@@ -33,8 +33,10 @@ def run(manifest: Path, master: str) -> dict[str, Any]:
     spec = _load_spec(manifest)
     extract, load = spec["extract"], spec["load"]
     spark = (
-        SparkSession.builder.master(master).appName(manifest.stem)
-        .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "4")
+        SparkSession.builder.master(master)
+        .appName(manifest.stem)
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "4")
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("WARN")

@@ -62,9 +62,15 @@ class CertificateAuthority:
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
                 x509.KeyUsage(
-                    digital_signature=True, key_cert_sign=True, crl_sign=True,
-                    content_commitment=False, key_encipherment=False, data_encipherment=False,
-                    key_agreement=False, encipher_only=False, decipher_only=False,
+                    digital_signature=True,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    encipher_only=False,
+                    decipher_only=False,
                 ),
                 critical=True,
             )
@@ -75,8 +81,14 @@ class CertificateAuthority:
         _write_key(self._key, self.pair.key)
 
     def issue(
-        self, stem: str, common_name: str, *, organization: str | None = None,
-        dns_names: tuple[str, ...] = (), ip_addresses: tuple[str, ...] = (), server: bool = False,
+        self,
+        stem: str,
+        common_name: str,
+        *,
+        organization: str | None = None,
+        dns_names: tuple[str, ...] = (),
+        ip_addresses: tuple[str, ...] = (),
+        server: bool = False,
     ) -> KeyPair:
         key = _new_key()
         now = datetime.datetime.now(datetime.UTC)

@@ -47,37 +47,44 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
     port, controller_port = free_port(), free_port()
     config = workdir / "server.properties"
     config.write_text(
-        "\n".join([
-            "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            f"log.dirs={workdir / 'logs'}",
-            "num.partitions=1",
-            # Topics exist only when a test creates them, so a missing topic is a real error.
-            "auto.create.topics.enable=false",
-            "offsets.topic.replication.factor=1",
-            "offsets.topic.num.partitions=4",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
-            "group.initial.rebalance.delay.ms=0",
-            "",
-        ])
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={workdir / 'logs'}",
+                "num.partitions=1",
+                # Topics exist only when a test creates them, so a missing topic is a real error.
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "",
+            ]
+        )
     )
     classpath = f"{libs}/*"
     jvm = [java, "-Xms128m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true", "-cp", classpath]
     cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
     with timed(COMPONENT, "format"):
-        run_checked(COMPONENT, [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                "-c", str(config)], timeout=timeout)
+        run_checked(
+            COMPONENT,
+            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            timeout=timeout,
+        )
     process = ServerProcess(
-        COMPONENT, [*jvm, "kafka.Kafka", str(config)], log_path=workdir / "kafka.log",
+        COMPONENT,
+        [*jvm, "kafka.Kafka", str(config)],
+        log_path=workdir / "kafka.log",
         env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m"},
     )
     broker = KafkaBroker(f"127.0.0.1:{port}", process)

@@ -31,11 +31,16 @@ class KubeCluster:
     server: str
     processes: list[ServerProcess] = field(default_factory=list)
 
-    def kubectl(self, *args: str, input_text: str | None = None, check: bool = True,
-                timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text, capture_output=True, text=True, timeout=timeout, check=False,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check and done.returncode != 0:
             raise HarnessError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
@@ -59,9 +64,16 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
     pki.mkdir()
     ca = CertificateAuthority(pki)
     serving = ca.issue(
-        "apiserver", "kube-apiserver", server=True,
-        dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                   "kubernetes.default.svc.cluster.local"),
+        "apiserver",
+        "kube-apiserver",
+        server=True,
+        dns_names=(
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ),
         ip_addresses=("127.0.0.1", "10.0.0.1"),
     )
     admin = ca.issue("admin", "etl-test-admin", organization="system:masters")
@@ -71,36 +83,55 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
     etcd_port, etcd_peer_port = free_port(), free_port()
     etcd = ServerProcess(
         "etcd",
-        [str(bin_dir / "etcd"), "--name=default", f"--data-dir={workdir / 'etcd'}",
-         f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-         f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
-         f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-         f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
-         f"--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}",
-         "--unsafe-no-fsync", "--log-level=warn"],
+        [
+            str(bin_dir / "etcd"),
+            "--name=default",
+            f"--data-dir={workdir / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer_port}",
+            f"--initial-cluster=default=http://127.0.0.1:{etcd_peer_port}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+        ],
         log_path=workdir / "etcd.log",
     )
     cluster.processes.append(etcd)
     with timed("etcd", "start"):
         etcd.start()
-        etcd.wait_until(lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
-                        what="answering /health", timeout=timeout)
+        etcd.wait_until(
+            lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
+            what="answering /health",
+            timeout=timeout,
+        )
 
     api_port = free_port()
     cluster.server = f"https://127.0.0.1:{api_port}"
     apiserver = ServerProcess(
         "kube-apiserver",
-        [str(bin_dir / "kube-apiserver"), f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-         "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={api_port}",
-         f"--cert-dir={pki}", f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-         f"--client-ca-file={ca.pair.cert}", "--authorization-mode=Node,RBAC",
-         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-         f"--service-account-key-file={sa_keys.cert}",
-         f"--service-account-signing-key-file={sa_keys.key}",
-         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}", "--allow-privileged=true",
-         # No kubelet-reachable address exists; envtest keeps the kubernetes Service unreconciled too.
-         "--endpoint-reconciler-type=none",
-         "--enable-priority-and-fairness=false", "--profiling=false", "--v=1"],
+        [
+            str(bin_dir / "kube-apiserver"),
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={ca.pair.cert}",
+            "--authorization-mode=Node,RBAC",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-account-key-file={sa_keys.cert}",
+            f"--service-account-signing-key-file={sa_keys.key}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--allow-privileged=true",
+            # No kubelet-reachable address exists; envtest keeps the kubernetes Service unreconciled too.
+            "--endpoint-reconciler-type=none",
+            "--enable-priority-and-fairness=false",
+            "--profiling=false",
+            "--v=1",
+        ],
         log_path=workdir / "kube-apiserver.log",
     )
     cluster.processes.append(apiserver)
@@ -108,35 +139,53 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
     context = _client_tls(ca.pair.cert, admin)
     with timed("kube-apiserver", "start"):
         apiserver.start()
-        apiserver.wait_until(lambda: _http_ok(f"{cluster.server}/readyz", context),
-                             what="answering /readyz", timeout=timeout)
+        apiserver.wait_until(
+            lambda: _http_ok(f"{cluster.server}/readyz", context), what="answering /readyz", timeout=timeout
+        )
 
     manager = ServerProcess(
         "kube-controller-manager",
-        [str(bin_dir / "kube-controller-manager"), f"--kubeconfig={cluster.kubeconfig}",
-         f"--authentication-kubeconfig={cluster.kubeconfig}",
-         f"--authorization-kubeconfig={cluster.kubeconfig}",
-         "--bind-address=127.0.0.1", f"--secure-port={free_port()}", "--leader-elect=false",
-         f"--service-account-private-key-file={sa_keys.key}", f"--root-ca-file={ca.pair.cert}",
-         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-         "--use-service-account-credentials=false", "--concurrent-gc-syncs=4", "--v=1"],
+        [
+            str(bin_dir / "kube-controller-manager"),
+            f"--kubeconfig={cluster.kubeconfig}",
+            f"--authentication-kubeconfig={cluster.kubeconfig}",
+            f"--authorization-kubeconfig={cluster.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={free_port()}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={sa_keys.key}",
+            f"--root-ca-file={ca.pair.cert}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--use-service-account-credentials=false",
+            "--concurrent-gc-syncs=4",
+            "--v=1",
+        ],
         log_path=workdir / "kube-controller-manager.log",
     )
     cluster.processes.append(manager)
     with timed("kube-controller-manager", "start"):
         manager.start()
         manager.wait_until(
-            lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", "default",
-                                    check=False).returncode == 0,
-            what="creating the default ServiceAccount", timeout=timeout,
+            lambda: (
+                cluster.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode
+                == 0
+            ),
+            what="creating the default ServiceAccount",
+            timeout=timeout,
         )
     return cluster
 
 
 def existing_cluster(kubeconfig: Path) -> KubeCluster:
     """A cluster the user chose: its kubeconfig, and kubectl from PATH or the harness build."""
-    kubectl = next((Path(p) / "kubectl" for p in os.environ.get("PATH", "").split(os.pathsep)
-                    if (Path(p) / "kubectl").exists()), None)
+    kubectl = next(
+        (
+            Path(p) / "kubectl"
+            for p in os.environ.get("PATH", "").split(os.pathsep)
+            if (Path(p) / "kubectl").exists()
+        ),
+        None,
+    )
     if kubectl is None:
         ensure_built(COMPONENT, BUILD_SCRIPTS / "build-kube.sh")
         kubectl = kube_bin_dir() / "kubectl"
@@ -151,10 +200,15 @@ def _write_kubeconfig(path: Path, server: str, ca_cert: Path, user: KeyPair) -> 
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "etl-test", "cluster": {"server": server,
-                                                      "certificate-authority": str(ca_cert)}}],
-        "users": [{"name": "etl-test-admin", "user": {"client-certificate": str(user.cert),
-                                                      "client-key": str(user.key)}}],
+        "clusters": [
+            {"name": "etl-test", "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+        ],
+        "users": [
+            {
+                "name": "etl-test-admin",
+                "user": {"client-certificate": str(user.cert), "client-key": str(user.key)},
+            }
+        ],
         "contexts": [{"name": "etl-test", "context": {"cluster": "etl-test", "user": "etl-test-admin"}}],
         "current-context": "etl-test",
     }

@@ -38,14 +38,22 @@ class MySQLServer:
 
     def connect(self, database: str | None = None) -> pymysql.connections.Connection:
         return pymysql.connect(
-            host=self.host, port=self.port, user=self.user, password=self.password,
-            database=database or self.database, connect_timeout=5, autocommit=True,
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=database or self.database,
+            connect_timeout=5,
+            autocommit=True,
         )
 
 
 def start_mariadb(timeout: float = 60) -> MySQLServer:
     """mariadb-install-db, start mariadbd on loopback, create database `etl` and user `etl`."""
-    install_db, server_bin = shutil.which("mariadb-install-db"), shutil.which("mariadbd", path="/usr/sbin:/usr/bin")
+    install_db, server_bin = (
+        shutil.which("mariadb-install-db"),
+        shutil.which("mariadbd", path="/usr/sbin:/usr/bin"),
+    )
     if not install_db or not server_bin:
         raise HarnessError(f"{COMPONENT}: mariadbd not found; install Debian's mariadb-server package")
     user = service_user("mysql")
@@ -55,23 +63,41 @@ def start_mariadb(timeout: float = 60) -> MySQLServer:
     with timed(COMPONENT, "install-db"):
         run_checked(
             COMPONENT,
-            [install_db, "--no-defaults", f"--datadir={data}", "--auth-root-authentication-method=normal",
-             "--skip-test-db", *user_args],
+            [
+                install_db,
+                "--no-defaults",
+                f"--datadir={data}",
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+                *user_args,
+            ],
             timeout=timeout,
         )
     port = free_port()
     process = ServerProcess(
         COMPONENT,
-        [server_bin, "--no-defaults", f"--datadir={data}", f"--port={port}", "--bind-address=127.0.0.1",
-         f"--socket={socket_path}", f"--pid-file={workdir / 'mysqld.pid'}", "--skip-name-resolve",
-         "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0", "--local-infile=1",
-         "--max-connections=200", *user_args],
+        [
+            server_bin,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={socket_path}",
+            f"--pid-file={workdir / 'mysqld.pid'}",
+            "--skip-name-resolve",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-doublewrite=0",
+            "--local-infile=1",
+            "--max-connections=200",
+            *user_args,
+        ],
         log_path=workdir / "mariadb.log",
     )
     with timed(COMPONENT, "start"):
         process.start()
-        process.wait_until(lambda: _root(socket_path).close() is None, what="accepting connections",
-                           timeout=timeout)
+        process.wait_until(
+            lambda: _root(socket_path).close() is None, what="accepting connections", timeout=timeout
+        )
     password = secrets.token_urlsafe(16)
     root = _root(socket_path)
     with root.cursor() as cur:

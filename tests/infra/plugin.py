@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ _PROCESSES_BY_FIXTURE: dict[str, list[ServerProcess]] = {}
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--cluster", choices=("local", "kind", "existing"), default="local",
+        "--cluster",
+        choices=("local", "kind", "existing"),
+        default="local",
         help="local: etcd + kube-apiserver built by the harness (default); kind: a kind cluster "
         "through pytest-kind (needs Docker); existing: the cluster $KUBECONFIG names",
     )
@@ -130,15 +132,16 @@ def spark() -> Iterator[Any]:
     session.stop()
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
-    if not report.failed:
-        return
-    for fixture in getattr(item, "fixturenames", ()):
-        for process in _PROCESSES_BY_FIXTURE.get(fixture, ()):
-            report.sections.append((f"log of {process.name} ({process.log_path})", process.log_tail(60)))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        for fixture in getattr(item, "fixturenames", ()):
+            for process in _PROCESSES_BY_FIXTURE.get(fixture, ()):
+                report.sections.append((f"log of {process.name} ({process.log_path})", process.log_tail(60)))
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

@@ -38,8 +38,12 @@ class PostgresServer:
 
     def connect(self, database: str | None = None) -> psycopg2.extensions.connection:
         return psycopg2.connect(
-            host=self.host, port=self.port, dbname=database or self.database,
-            user=self.user, password=self.password, connect_timeout=5,
+            host=self.host,
+            port=self.port,
+            dbname=database or self.database,
+            user=self.user,
+            password=self.password,
+            connect_timeout=5,
         )
 
 
@@ -64,24 +68,55 @@ def start_postgres(timeout: float = 60) -> PostgresServer:
     with timed(COMPONENT, "initdb"):
         run_checked(
             COMPONENT,
-            [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile),
-             "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync"],
-            timeout=timeout, user=user,
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--pwfile",
+                str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            timeout=timeout,
+            user=user,
         )
     pwfile.unlink()
     port = free_port()
     process = ServerProcess(
         COMPONENT,
-        [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-         "-k", str(workdir), "-c", "fsync=off", "-c", "synchronous_commit=off",
-         "-c", "full_page_writes=off", "-c", "max_connections=200"],
-        log_path=log, user=user,
+        [
+            str(bin_dir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-h",
+            "127.0.0.1",
+            "-k",
+            str(workdir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        log_path=log,
+        user=user,
     )
     server = PostgresServer("127.0.0.1", port, "etl", "postgres", password, process)
     with timed(COMPONENT, "start"):
         process.start()
-        process.wait_until(lambda: _accepts(server, "postgres"), what="accepting connections",
-                           timeout=timeout)
+        process.wait_until(
+            lambda: _accepts(server, "postgres"), what="accepting connections", timeout=timeout
+        )
     conn = server.connect("postgres")
     conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
     with conn.cursor() as cur:

@@ -90,14 +90,25 @@ def make_workdir(component: str, owner: str | None = None) -> Path:
 
 
 def run_checked(
-    component: str, argv: Sequence[str], *, timeout: float, user: str | None = None,
-    env: dict[str, str] | None = None, cwd: Path | None = None,
+    component: str,
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> str:
     """Run a one-shot command of a component; raise naming the component if it fails."""
     try:
         done = subprocess.run(
-            list(argv), capture_output=True, text=True, timeout=timeout, user=user,
-            env=env, cwd=cwd, check=False,
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+            env=env,
+            cwd=cwd,
+            check=False,
         )
     except subprocess.TimeoutExpired as expired:
         raise HarnessError(f"{component}: {argv[0]} did not finish within {timeout:.0f}s") from expired
@@ -126,8 +137,14 @@ class ServerProcess:
         with self.log_path.open("ab") as log:
             try:
                 self._popen = subprocess.Popen(
-                    self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=self.env, cwd=self.cwd, user=self.user, start_new_session=True,
+                    self.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=self.env,
+                    cwd=self.cwd,
+                    user=self.user,
+                    start_new_session=True,
                 )
             except OSError as failed:
                 raise HarnessError(f"{self.name}: cannot execute {self.argv[0]}: {failed}") from failed

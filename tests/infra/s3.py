@@ -27,8 +27,11 @@ class S3Server:
 
     def client(self) -> Any:
         return boto3.client(
-            "s3", endpoint_url=self.endpoint, aws_access_key_id=self.access_key,
-            aws_secret_access_key=self.secret_key, region_name=self.region,
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name=self.region,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}),
         )
 
@@ -44,8 +47,7 @@ class S3Server:
             "fs.s3a.connection.ssl.enabled": "false",
             "fs.s3a.access.key": self.access_key,
             "fs.s3a.secret.key": self.secret_key,
-            "fs.s3a.aws.credentials.provider":
-                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
+            "fs.s3a.aws.credentials.provider": "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider",
         }
 
 
@@ -65,9 +67,18 @@ def start_s3(timeout: float = 60) -> S3Server:
     }
     process = ServerProcess(
         COMPONENT,
-        [str(binary), "server", str(workdir / "data"), "--address", f"127.0.0.1:{port}",
-         "--console-address", f"127.0.0.1:{console_port}", "--quiet"],
-        log_path=workdir / "minio.log", env=env,
+        [
+            str(binary),
+            "server",
+            str(workdir / "data"),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--console-address",
+            f"127.0.0.1:{console_port}",
+            "--quiet",
+        ],
+        log_path=workdir / "minio.log",
+        env=env,
     )
     server = S3Server(f"http://127.0.0.1:{port}", access_key, secret_key, "us-east-1", process)
     with timed(COMPONENT, "start"):

@@ -16,15 +16,23 @@ def test_postgres_sql_round_trip(postgres: PostgresServer) -> None:
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE smoke_pg (id int PRIMARY KEY, name text)")
         cur.execute("INSERT INTO smoke_pg VALUES (1, 'ada'), (2, 'grace')")
-        cur.execute("INSERT INTO smoke_pg VALUES (2, 'linus') ON CONFLICT (id) DO UPDATE SET name = excluded.name")
+        cur.execute(
+            "INSERT INTO smoke_pg VALUES (2, 'linus') ON CONFLICT (id) DO UPDATE SET name = excluded.name"
+        )
         cur.execute("SELECT id, name FROM smoke_pg ORDER BY id")
         assert cur.fetchall() == [(1, "ada"), (2, "linus")]
 
 
 def test_postgres_refuses_a_wrong_password(postgres: PostgresServer) -> None:
     with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(host=postgres.host, port=postgres.port, dbname=postgres.database,
-                         user=postgres.user, password="not-" + postgres.password, connect_timeout=5)
+        psycopg2.connect(
+            host=postgres.host,
+            port=postgres.port,
+            dbname=postgres.database,
+            user=postgres.user,
+            password="not-" + postgres.password,
+            connect_timeout=5,
+        )
 
 
 def test_mysql_sql_round_trip(mysql: MySQLServer) -> None:
@@ -40,5 +48,11 @@ def test_mysql_sql_round_trip(mysql: MySQLServer) -> None:
 
 def test_mysql_refuses_a_wrong_password(mysql: MySQLServer) -> None:
     with pytest.raises(pymysql.err.OperationalError, match="Access denied"):
-        pymysql.connect(host=mysql.host, port=mysql.port, user=mysql.user,
-                        password="not-" + mysql.password, database=mysql.database, connect_timeout=5)
+        pymysql.connect(
+            host=mysql.host,
+            port=mysql.port,
+            user=mysql.user,
+            password="not-" + mysql.password,
+            database=mysql.database,
+            connect_timeout=5,
+        )

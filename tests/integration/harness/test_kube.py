@@ -27,19 +27,28 @@ def _crd(group: str) -> dict[str, Any]:
             "group": group,
             "scope": "Namespaced",
             "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {"spec": {
-                        "type": "object", "required": ["size"],
-                        "properties": {
-                            "size": {"type": "integer", "minimum": 1},
-                            "color": {"type": "string", "enum": ["red", "blue"]},
-                        },
-                    }},
-                }},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "required": ["size"],
+                                    "properties": {
+                                        "size": {"type": "integer", "minimum": 1},
+                                        "color": {"type": "string", "enum": ["red", "blue"]},
+                                    },
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
 
@@ -53,14 +62,21 @@ def gadget_group(kube_cluster: KubeCluster) -> str:
 
 
 def _gadget(group: str, namespace: str, spec: dict[str, Any]) -> str:
-    return yaml.safe_dump({"apiVersion": f"{group}/v1", "kind": "Gadget",
-                           "metadata": {"name": "g1", "namespace": namespace}, "spec": spec})
+    return yaml.safe_dump(
+        {
+            "apiVersion": f"{group}/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g1", "namespace": namespace},
+            "spec": spec,
+        }
+    )
 
 
 def test_crd_accepts_a_valid_object(kube_cluster: KubeCluster, gadget_group: str, namespace: str) -> None:
     kube_cluster.kubectl("apply", "-f", "-", input_text=_gadget(gadget_group, namespace, {"size": 3}))
-    stored = json.loads(kube_cluster.kubectl("get", f"gadgets.{gadget_group}", "g1", "-n", namespace,
-                                             "-o", "json").stdout)
+    stored = json.loads(
+        kube_cluster.kubectl("get", f"gadgets.{gadget_group}", "g1", "-n", namespace, "-o", "json").stdout
+    )
     assert stored["spec"] == {"size": 3}
 
 
@@ -68,7 +84,10 @@ def test_crd_refuses_an_object_that_breaks_its_schema(
     kube_cluster: KubeCluster, gadget_group: str, namespace: str
 ) -> None:
     refused = kube_cluster.kubectl(
-        "apply", "-f", "-", check=False,
+        "apply",
+        "-f",
+        "-",
+        check=False,
         input_text=_gadget(gadget_group, namespace, {"size": 0, "color": "green"}),
     )
     assert refused.returncode != 0
@@ -100,9 +119,18 @@ def test_service_account_without_rights_gets_403(kube_cluster: KubeCluster, name
 
 def test_role_binding_grants_the_service_account_access(kube_cluster: KubeCluster, namespace: str) -> None:
     kube_cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    kube_cluster.kubectl("create", "role", "read-secrets", "--verb=list", "--resource=secrets", "-n", namespace)
-    kube_cluster.kubectl("create", "rolebinding", "reader", "--role=read-secrets",
-                         f"--serviceaccount={namespace}:reader", "-n", namespace)
+    kube_cluster.kubectl(
+        "create", "role", "read-secrets", "--verb=list", "--resource=secrets", "-n", namespace
+    )
+    kube_cluster.kubectl(
+        "create",
+        "rolebinding",
+        "reader",
+        "--role=read-secrets",
+        f"--serviceaccount={namespace}:reader",
+        "-n",
+        namespace,
+    )
     token = kube_cluster.kubectl("create", "token", "reader", "-n", namespace).stdout.strip()
     config = yaml.safe_load(kube_cluster.kubeconfig.read_text())
     context = ssl.create_default_context(cafile=config["clusters"][0]["cluster"]["certificate-authority"])
@@ -114,12 +142,18 @@ def test_role_binding_grants_the_service_account_access(kube_cluster: KubeCluste
 
 def test_garbage_collector_deletes_owned_objects(kube_cluster: KubeCluster, namespace: str) -> None:
     kube_cluster.kubectl("create", "configmap", "owner", "-n", namespace)
-    owner_uid = kube_cluster.kubectl("get", "configmap", "owner", "-n", namespace,
-                                     "-o", "jsonpath={.metadata.uid}").stdout
-    child = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
-        "name": "child", "namespace": namespace,
-        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
-    }}
+    owner_uid = kube_cluster.kubectl(
+        "get", "configmap", "owner", "-n", namespace, "-o", "jsonpath={.metadata.uid}"
+    ).stdout
+    child = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "child",
+            "namespace": namespace,
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner_uid}],
+        },
+    }
     kube_cluster.kubectl("apply", "-f", "-", input_text=json.dumps(child))
 
     kube_cluster.kubectl("delete", "configmap", "owner", "-n", namespace)

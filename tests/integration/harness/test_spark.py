@@ -20,8 +20,14 @@ def test_spark_reads_a_postgres_table_over_jdbc(spark: Any, postgres: PostgresSe
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE spark_pg (id int, amount numeric(10,2))")
         cur.execute("INSERT INTO spark_pg VALUES (1, 9.50), (2, 20.25)")
-    frame = (spark.read.format("jdbc").option("url", postgres.jdbc_url).option("dbtable", "spark_pg")
-             .option("user", postgres.user).option("password", postgres.password).load())
+    frame = (
+        spark.read.format("jdbc")
+        .option("url", postgres.jdbc_url)
+        .option("dbtable", "spark_pg")
+        .option("user", postgres.user)
+        .option("password", postgres.password)
+        .load()
+    )
     assert sorted((row.id, float(row.amount)) for row in frame.collect()) == [(1, 9.5), (2, 20.25)]
 
 
@@ -31,8 +37,14 @@ def test_spark_reads_a_mysql_table_over_jdbc(spark: Any, mysql: MySQLServer) -> 
         cur.execute("CREATE TABLE spark_my (id int, name varchar(10))")
         cur.execute("INSERT INTO spark_my VALUES (1, 'ada'), (2, 'grace')")
     conn.close()
-    frame = (spark.read.format("jdbc").option("url", mysql.jdbc_url).option("dbtable", "spark_my")
-             .option("user", mysql.user).option("password", mysql.password).load())
+    frame = (
+        spark.read.format("jdbc")
+        .option("url", mysql.jdbc_url)
+        .option("dbtable", "spark_my")
+        .option("user", mysql.user)
+        .option("password", mysql.password)
+        .load()
+    )
     assert sorted((row.id, row.name) for row in frame.collect()) == [(1, "ada"), (2, "grace")]
 
 
@@ -43,9 +55,14 @@ def test_spark_reads_a_kafka_topic(spark: Any, kafka: KafkaBroker) -> None:
     for i in range(4):
         producer.produce(topic, key=str(i), value=f'{{"id": {i}}}')
     assert producer.flush(30) == 0
-    frame = (spark.read.format("kafka").option("kafka.bootstrap.servers", kafka.bootstrap_servers)
-             .option("subscribe", topic).option("startingOffsets", "earliest")
-             .option("endingOffsets", "latest").load())
+    frame = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", kafka.bootstrap_servers)
+        .option("subscribe", topic)
+        .option("startingOffsets", "earliest")
+        .option("endingOffsets", "latest")
+        .load()
+    )
     values = sorted(row.value.decode() for row in frame.select("value").collect())
     assert values == [f'{{"id": {i}}}' for i in range(4)]
 

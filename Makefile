@@ -1,0 +1,55 @@
+# Set-up and checks. `make run` and `make test` do everything on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
+PYTEST_ARGS ?=
+
+.PHONY: run test unit lint system-packages test-system-packages components kube minio kafka spark-jars clean
+
+## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
+run: system-packages $(VENV)/.installed
+	$(BIN)/etl run examples/quickstart.yaml
+
+## test: install and start everything the tests need, run the whole suite
+test: test-system-packages $(VENV)/.installed
+	$(MAKE) -j4 --no-print-directory components
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## unit: the fast tests alone (no servers)
+unit: $(VENV)/.installed
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## lint: ruff, mypy and hadolint
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile.operator Dockerfile.job
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[operator,job,dev]'
+	touch $@
+
+system-packages:
+	.ci/install-system-packages.sh
+
+test-system-packages:
+	.ci/install-system-packages.sh --tests
+
+## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version)
+components: kube minio kafka spark-jars
+
+kube:
+	tests/infra/build/build-kube.sh
+minio:
+	tests/infra/build/build-minio.sh
+kafka:
+	tests/infra/build/fetch-kafka.sh
+spark-jars:
+	job_image/fetch-jars.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/output
