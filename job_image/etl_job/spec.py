@@ -1,0 +1,805 @@
+"""The pipeline contract: pydantic models of the ETLPipeline spec and status.
+
+The single source of truth for both planes. The operator validates objects with it and the CRD's
+OpenAPI schema is generated from it (etl_job.crd); the job parses its configuration with it.
+This module imports nothing heavier than pydantic. Cross-field rules are written twice on
+purpose, as a Python validator (for `etl validate` and the operator) and as a CEL rule in
+`x-kubernetes-validations` (for `kubectl apply`); tests hold the two in agreement.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "etl.sparkops.io"
+API_VERSION = "v1alpha1"
+KIND = "ETLPipeline"
+
+
+class SpecModel(BaseModel):
+    """Base of every contract model: camelCase in YAML/JSON, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=True,
+    )
+
+
+def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    """One `x-kubernetes-validations` entry."""
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def cel_rules(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+Name = Annotated[str, Field(min_length=1, max_length=253)]
+ColumnName = Annotated[str, Field(min_length=1, max_length=256)]
+Duration = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9]+ +(second|minute|hour|day|week)s?$",
+        description='A Spark interval such as "10 minutes" or "1 hour".',
+    ),
+]
+SparkMemory = Annotated[
+    str, Field(pattern=r"^[0-9]+[kmgtKMGT]?$", description='JVM memory such as "512m" or "2g".')
+]
+
+
+class SecretKeyRef(SpecModel):
+    """A key of a Kubernetes Secret in the pipeline's namespace. Only the reference is stored."""
+
+    name: Name = Field(description="Name of the Secret.")
+    key: Name = Field(description="Key inside the Secret.")
+
+
+class Connection(SpecModel):
+    """Where a database listens. The password comes from `credentialsRef`, never from here."""
+
+    host: Name = Field(description="Host name or address of the database server.")
+    port: int = Field(ge=1, le=65535, description="TCP port of the database server.")
+    database: Name = Field(description="Database (catalog) to connect to.")
+    user: Name = Field(description="User to connect as.")
+    options: dict[str, str] = Field(default_factory=dict, description="Extra JDBC connection properties.")
+
+
+class FileFormat(StrEnum):
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+    avro = "avro"
+
+
+class ValueFormat(StrEnum):
+    json = "json"
+    avro = "avro"
+
+
+class WriteMode(StrEnum):
+    append = "append"
+    overwrite = "overwrite"
+    upsert = "upsert"
+
+
+# --- sources --------------------------------------------------------------------------------
+
+
+class S3Source(SpecModel):
+    """Files on any Hadoop filesystem: s3a://, file://, or a local path."""
+
+    source_type: Literal["S3"] = Field(description="Kind of source.")
+    path: Name = Field(description="A file or folder: s3a://bucket/prefix/, file:///data, data/x.csv.")
+    format: FileFormat = Field(default=FileFormat.parquet, description="File format.")
+    options: dict[str, str] = Field(
+        default_factory=dict, description='Options passed to the Spark reader, such as header: "true".'
+    )
+    schema_name: Name | None = Field(default=None, description="Avro schema the extracted rows must satisfy.")
+
+
+class IncrementalExtract(SpecModel):
+    """Read only rows past the high-water mark of the last successful run."""
+
+    column: ColumnName = Field(description="A monotonically growing column, such as updated_at.")
+
+
+class JdbcSource(SpecModel):
+    """A PostgreSQL or MySQL table or query, read in parallel over JDBC."""
+
+    source_type: Literal["PostgreSQL", "MySQL"] = Field(description="Kind of source.")
+    connection: Connection
+    credentials_ref: SecretKeyRef = Field(description="Secret key holding the database password.")
+    table: Name | None = Field(default=None, description="Table to read; or give `query`.")
+    query: str | None = Field(default=None, min_length=1, description="SELECT to read; or give `table`.")
+    partition_column: ColumnName | None = Field(
+        default=None, description="Numeric or date column to split parallel reads on."
+    )
+    num_partitions: int | None = Field(default=None, ge=1, le=1024, description="Parallel reads.")
+    lower_bound: str | None = Field(
+        default=None, description="Lowest partitionColumn value; found when absent."
+    )
+    upper_bound: str | None = Field(
+        default=None, description="Highest partitionColumn value; found when absent."
+    )
+    fetch_size: int = Field(default=10000, ge=1, description="Rows fetched per round trip.")
+    incremental: IncrementalExtract | None = None
+    schema_name: Name | None = Field(default=None, description="Avro schema the extracted rows must satisfy.")
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> JdbcSource:
+        if (self.table is None) == (self.query is None):
+            raise ValueError("give exactly one of table or query")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.table) != has(self.query)", "give exactly one of table or query"),
+        )
+    )
+
+
+class KafkaSource(SpecModel):
+    """A Kafka topic, read between two offsets (batch) or continuously (streaming)."""
+
+    source_type: Literal["Kafka"] = Field(description="Kind of source.")
+    bootstrap_servers: Name = Field(description="host:port[,host:port...] of the brokers.")
+    topic: Name = Field(description="Topic to read.")
+    starting_offsets: str = Field(
+        default="earliest", description='"earliest", "latest", or JSON offsets per partition.'
+    )
+    ending_offsets: str = Field(
+        default="latest", description='"latest" or JSON offsets per partition (batch only).'
+    )
+    value_format: ValueFormat = Field(default=ValueFormat.json, description="Encoding of message values.")
+    schema_name: Name | None = Field(
+        default=None, description="Avro schema of the values; needed for valueFormat avro."
+    )
+    options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka reader.")
+
+    @model_validator(mode="after")
+    def _avro_needs_schema(self) -> KafkaSource:
+        if self.value_format == ValueFormat.avro and self.schema_name is None:
+            raise ValueError("valueFormat avro needs schemaName")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.valueFormat) || self.valueFormat != 'avro' || has(self.schemaName)",
+                "valueFormat avro needs schemaName",
+            ),
+        )
+    )
+
+
+Source = Annotated[S3Source | JdbcSource | KafkaSource, Field(discriminator="source_type")]
+
+
+# --- transforms -----------------------------------------------------------------------------
+
+
+class FilterTransform(SpecModel):
+    """Keep the rows for which a Spark SQL condition holds."""
+
+    transform_type: Literal["Filter"]
+    condition: str = Field(min_length=1, description='A Spark SQL boolean expression: "amount > 0".')
+
+
+class SelectTransform(SpecModel):
+    """Keep, compute and rename columns."""
+
+    transform_type: Literal["Select"]
+    columns: list[str] = Field(
+        default_factory=list, description="Columns or Spark SQL expressions to keep, in order."
+    )
+    rename: dict[str, str] = Field(default_factory=dict, description="old name: new name.")
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> SelectTransform:
+        if not self.columns and not self.rename:
+            raise ValueError("give columns, rename or both")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "(has(self.columns) && size(self.columns) > 0) ||"
+                " (has(self.rename) && size(self.rename) > 0)",
+                "give columns, rename or both",
+            ),
+        )
+    )
+
+
+class SqlTransform(SpecModel):
+    """A Spark SQL query over the rows so far, which it sees as the view `input`."""
+
+    transform_type: Literal["SQL"]
+    query: str = Field(min_length=1, description="SELECT ... FROM input ...")
+
+
+class JoinType(StrEnum):
+    inner = "inner"
+    left = "left"
+    right = "right"
+    full = "full"
+    semi = "semi"
+    anti = "anti"
+
+
+class JoinTransform(SpecModel):
+    """Join the rows with a second source on equal key columns."""
+
+    transform_type: Literal["Join"]
+    right: Source | None = Field(default=None, description="The other side: any extract block.")
+    on: list[ColumnName] = Field(default_factory=list, description="Key columns present on both sides.")
+    join_type: JoinType = Field(default=JoinType.inner, description="Kind of join.")
+    broadcast: bool = Field(default=False, description="Broadcast the right side (a small dimension).")
+    # YAML 1.1 parsers (kubectl's among them) read an unquoted `on:` key as the boolean true, so
+    # the object arrives with a "true" key. It is accepted as `on`; the field exists so the CRD
+    # lets it through, and is always empty after parsing.
+    on_as_yaml_boolean: list[ColumnName] | None = Field(
+        default=None,
+        alias="true",
+        exclude=True,
+        description='`on`, as YAML 1.1 reads an unquoted "on:" key. Prefer "on".',
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unquoted_on_key(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "on" in data:
+            return data
+        for key in list(data):
+            if key is True or key == "true":
+                rest = {k: v for k, v in data.items() if k is not key}
+                return {**rest, "on": data[key]}
+        return data
+
+    @model_validator(mode="after")
+    def _needs_right_and_on(self) -> JoinTransform:
+        if self.right is None:
+            raise ValueError("a Join needs right")
+        if not self.on:
+            raise ValueError("a Join needs on")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.right)", "a Join needs right", "right"),
+            cel("has(self.on) && size(self.on) > 0", "a Join needs on", "on"),
+        )
+    )
+
+
+AggregateFunction = Literal[
+    "sum", "count", "count_distinct", "avg", "min", "max", "first", "last", "collect_list"
+]
+
+
+class Aggregate(SpecModel):
+    """One output column of an aggregation."""
+
+    column: ColumnName = Field(description='Input column; "*" with count counts rows.')
+    function: AggregateFunction
+    output: ColumnName | None = Field(
+        default=None, alias="as", description="Output column name; default <function>_<column>."
+    )
+
+    @property
+    def output_name(self) -> str:
+        if self.output:
+            return self.output
+        column = "rows" if self.column == "*" else self.column
+        return f"{self.function}_{column}"
+
+
+def _aggregates_from_map_form(value: Any) -> Any:
+    """Accept `{amount: sum}` beside the list form; the output column is then `sum_amount`."""
+    if isinstance(value, dict):
+        return [{"column": column, "function": function} for column, function in value.items()]
+    return value
+
+
+class AggregationTransform(SpecModel):
+    """Group rows and aggregate each group."""
+
+    transform_type: Literal["Aggregation"]
+    group_by: list[ColumnName] = Field(default_factory=list, description="Grouping columns.")
+    aggregations: list[Aggregate] = Field(
+        min_length=1,
+        description="List of {column, function, as}; the map form {amount: sum} is accepted too.",
+        json_schema_extra={"x-etl-map-form": True},
+    )
+
+    _map_form = field_validator("aggregations", mode="before")(_aggregates_from_map_form)
+
+
+WindowFunctionName = Literal[
+    "row_number",
+    "rank",
+    "dense_rank",
+    "percent_rank",
+    "cume_dist",
+    "ntile",
+    "lag",
+    "lead",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "first",
+    "last",
+]
+
+
+class OrderColumn(SpecModel):
+    column: ColumnName
+    descending: bool = False
+
+
+class WindowFunction(SpecModel):
+    """One column computed over a window of rows."""
+
+    function: WindowFunctionName
+    column: ColumnName | None = Field(default=None, description="Input column (not for ranking functions).")
+    output: ColumnName = Field(alias="as", description="Output column name.")
+    offset: int | None = Field(
+        default=None, ge=1, description="For lag/lead: rows back or ahead; ntile: buckets."
+    )
+
+    @model_validator(mode="after")
+    def _column_when_needed(self) -> WindowFunction:
+        needs_column = self.function not in {
+            "row_number",
+            "rank",
+            "dense_rank",
+            "percent_rank",
+            "cume_dist",
+            "ntile",
+            "count",
+        }
+        if needs_column and self.column is None:
+            raise ValueError(f"window function {self.function} needs column")
+        if self.function == "ntile" and self.offset is None:
+            raise ValueError("window function ntile needs offset (the number of buckets)")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "self.function in ['row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist',"
+                " 'ntile', 'count'] || has(self.column)",
+                "this window function needs column",
+                "column",
+            ),
+            cel("self.function != 'ntile' || has(self.offset)", "ntile needs offset", "offset"),
+        )
+    )
+
+
+class WindowTransform(SpecModel):
+    """Either analytic functions over partitions (partitionBy, orderBy, functions) or
+    aggregations over time windows (timeColumn, windowDuration, groupBy, aggregations)."""
+
+    transform_type: Literal["Window"]
+    partition_by: list[ColumnName] = Field(default_factory=list)
+    order_by: list[OrderColumn] = Field(default_factory=list)
+    functions: list[WindowFunction] = Field(default_factory=list)
+    time_column: ColumnName | None = Field(default=None, description="Event-time column of time windows.")
+    window_duration: Duration | None = None
+    slide_duration: Duration | None = Field(
+        default=None, description="Sliding windows; tumbling when absent."
+    )
+    watermark: Duration | None = Field(default=None, description="How late an event may arrive (streaming).")
+    group_by: list[ColumnName] = Field(
+        default_factory=list, description="Extra grouping columns of time windows."
+    )
+    aggregations: list[Aggregate] = Field(default_factory=list, json_schema_extra={"x-etl-map-form": True})
+
+    _map_form = field_validator("aggregations", mode="before")(_aggregates_from_map_form)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WindowTransform:
+        analytic, timed = bool(self.functions), self.time_column is not None
+        if analytic == timed:
+            raise ValueError("give functions (analytic window) or timeColumn (time window), not both")
+        if (
+            analytic
+            and not self.order_by
+            and any(
+                f.function
+                in {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead"}
+                for f in self.functions
+            )
+        ):
+            raise ValueError("ranking and offset window functions need orderBy")
+        if timed and (self.window_duration is None or not self.aggregations):
+            raise ValueError("a time window needs windowDuration and aggregations")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "(has(self.functions) && size(self.functions) > 0) != has(self.timeColumn)",
+                "give functions (analytic window) or timeColumn (time window), not both",
+            ),
+            cel(
+                "!has(self.timeColumn) || (has(self.windowDuration) && has(self.aggregations)"
+                " && size(self.aggregations) > 0)",
+                "a time window needs windowDuration and aggregations",
+            ),
+        )
+    )
+
+
+Transform = Annotated[
+    FilterTransform | SelectTransform | SqlTransform | JoinTransform | AggregationTransform | WindowTransform,
+    Field(discriminator="transform_type"),
+]
+
+
+# --- sinks ----------------------------------------------------------------------------------
+
+
+class S3Sink(SpecModel):
+    """Files on any Hadoop filesystem."""
+
+    sink_type: Literal["S3"] = Field(description="Kind of sink.")
+    path: Name = Field(description="Output folder: s3a://bucket/prefix/, file:///out, out/.")
+    format: FileFormat = Field(default=FileFormat.parquet)
+    write_mode: WriteMode = Field(default=WriteMode.append, description="append or overwrite.")
+    partition_by: list[ColumnName] = Field(
+        default_factory=list, description="Partition folders by these columns."
+    )
+    compression: str = Field(default="snappy", description="Codec: snappy, gzip, zstd, none.")
+    options: dict[str, str] = Field(default_factory=dict, description="Options passed to the Spark writer.")
+    schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
+
+    @model_validator(mode="after")
+    def _no_upsert(self) -> S3Sink:
+        if self.write_mode == WriteMode.upsert:
+            raise ValueError("writeMode upsert needs a database sink; files take append or overwrite")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.writeMode) || self.writeMode != 'upsert'",
+                "writeMode upsert needs a database sink; files take append or overwrite",
+                "writeMode",
+            ),
+        )
+    )
+
+
+class JdbcSink(SpecModel):
+    """A PostgreSQL or MySQL table."""
+
+    sink_type: Literal["PostgreSQL", "MySQL"] = Field(description="Kind of sink.")
+    connection: Connection
+    credentials_ref: SecretKeyRef = Field(description="Secret key holding the database password.")
+    table: Name = Field(description="Target table; created from the output's schema when missing.")
+    write_mode: WriteMode = Field(default=WriteMode.append)
+    primary_key: list[ColumnName] = Field(default_factory=list, description="Key columns; needed for upsert.")
+    batch_size: int = Field(default=10000, ge=1, description="Rows per JDBC batch.")
+    schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
+
+    @model_validator(mode="after")
+    def _upsert_needs_key(self) -> JdbcSink:
+        if self.write_mode == WriteMode.upsert and not self.primary_key:
+            raise ValueError("writeMode upsert needs primaryKey")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.writeMode) || self.writeMode != 'upsert' || "
+                "(has(self.primaryKey) && size(self.primaryKey) > 0)",
+                "writeMode upsert needs primaryKey",
+                "primaryKey",
+            ),
+        )
+    )
+
+
+class KafkaSink(SpecModel):
+    """A Kafka topic; one message per row."""
+
+    sink_type: Literal["Kafka"] = Field(description="Kind of sink.")
+    bootstrap_servers: Name
+    topic: Name
+    key_column: ColumnName | None = Field(default=None, description="Column used as the message key.")
+    value_format: ValueFormat = Field(default=ValueFormat.json)
+    write_mode: Literal["append"] = Field(default="append", description="Topics are append-only.")
+    schema_name: Name | None = Field(default=None, description="Avro schema of the values.")
+    options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka writer.")
+
+
+Sink = Annotated[S3Sink | JdbcSink | KafkaSink, Field(discriminator="sink_type")]
+
+
+# --- error handling ----------------------------------------------------------------------
+
+
+class Tolerance(StrEnum):
+    none = "none"
+    all = "all"
+
+
+class RetryStrategy(StrEnum):
+    exponential = "exponential"
+    fixed = "fixed"
+    none = "none"
+
+
+class RetryPolicy(SpecModel):
+    strategy: RetryStrategy = RetryStrategy.exponential
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_delay_seconds: float = Field(default=1.0, ge=0)
+    max_delay_seconds: float = Field(default=60.0, ge=0)
+    backoff_multiplier: float = Field(default=2.0, ge=1)
+    jitter: bool = True
+
+    @model_validator(mode="after")
+    def _delays_ordered(self) -> RetryPolicy:
+        if self.max_delay_seconds < self.initial_delay_seconds:
+            raise ValueError("maxDelaySeconds must be >= initialDelaySeconds")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.maxDelaySeconds) || !has(self.initialDelaySeconds) || "
+                "self.maxDelaySeconds >= self.initialDelaySeconds",
+                "maxDelaySeconds must be >= initialDelaySeconds",
+                "maxDelaySeconds",
+            ),
+        )
+    )
+
+
+class CircuitBreakerPolicy(SpecModel):
+    enabled: bool = True
+    failure_threshold: int = Field(default=5, ge=1)
+    reset_timeout_seconds: int = Field(default=60, ge=1)
+    half_open_max_attempts: int = Field(default=1, ge=1)
+
+
+class KafkaDeadLetter(SpecModel):
+    type: Literal["kafka"]
+    bootstrap_servers: Name
+    topic: Name
+
+
+class S3DeadLetter(SpecModel):
+    type: Literal["s3"]
+    path: Name
+    partition_by: Literal["date", "none"] = "date"
+    buffer_size: int = Field(default=500, ge=1)
+    format: Literal["parquet", "json"] = "parquet"
+
+
+DeadLetter = Annotated[KafkaDeadLetter | S3DeadLetter, Field(discriminator="type")]
+
+
+class ErrorHandling(SpecModel):
+    tolerance: Tolerance = Field(
+        default=Tolerance.none,
+        description="none: a bad record fails the run; all: it goes to the dead-letter queue.",
+    )
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    circuit_breaker: CircuitBreakerPolicy = Field(default_factory=CircuitBreakerPolicy)
+    dead_letter: DeadLetter | None = None
+
+
+# --- run settings ----------------------------------------------------------------------------
+
+
+class Performance(SpecModel):
+    batch_size: int = Field(default=10000, ge=1, description="Rows per write batch.")
+    parallelism: int | None = Field(default=None, ge=1, description="Partitions to repartition to.")
+
+
+class LogLevel(StrEnum):
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+class Logging(SpecModel):
+    level: LogLevel = LogLevel.INFO
+    structured: bool = Field(default=True, description="One JSON object per log line.")
+
+
+class SparkResources(SpecModel):
+    cores: int = Field(default=1, ge=1, le=64)
+    memory: SparkMemory = "2g"
+
+
+class SparkSettings(SpecModel):
+    executors: int = Field(
+        default=0, ge=0, le=1000, description="0: the job runs in local mode in the driver pod."
+    )
+    driver: SparkResources = Field(default_factory=SparkResources)
+    executor: SparkResources = Field(default_factory=SparkResources)
+    conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark configuration.")
+    image: str | None = Field(default=None, description="Job image; the operator's default when absent.")
+
+
+class Mode(StrEnum):
+    batch = "batch"
+    streaming = "streaming"
+
+
+class ETLPipelineSpec(SpecModel):
+    """The desired pipeline: where data comes from, what happens to it, where it goes."""
+
+    mode: Mode = Field(default=Mode.batch, description="batch or streaming.")
+    schedule: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Cron schedule of batch runs; absent: once per spec generation.",
+    )
+    suspend: bool = Field(default=False, description="Pause scheduling new runs.")
+    extract: Source
+    transforms: list[Transform] = Field(default_factory=list)
+    load: Sink
+    error_handling: ErrorHandling = Field(default_factory=ErrorHandling)
+    performance: Performance = Field(default_factory=Performance)
+    logging: Logging = Field(default_factory=Logging)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> ETLPipelineSpec:
+        if self.schedule is not None and self.mode != Mode.batch:
+            raise ValueError("schedule is only for batch pipelines")
+        if self.error_handling.tolerance == Tolerance.all and self.error_handling.dead_letter is None:
+            raise ValueError("errorHandling.tolerance all needs errorHandling.deadLetter")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.schedule) || !has(self.mode) || self.mode == 'batch'",
+                "schedule is only for batch pipelines",
+                "schedule",
+            ),
+            cel(
+                "!has(self.errorHandling) || !has(self.errorHandling.tolerance) || "
+                "self.errorHandling.tolerance != 'all' || has(self.errorHandling.deadLetter)",
+                "errorHandling.tolerance all needs errorHandling.deadLetter",
+                "errorHandling",
+            ),
+        )
+    )
+
+    def secret_refs(self) -> list[SecretKeyRef]:
+        """Every Secret key the pipeline reads, for the operator to check and inject."""
+        refs = [
+            block.credentials_ref for block in (self.extract, self.load) if hasattr(block, "credentials_ref")
+        ]
+        refs += [
+            t.right.credentials_ref
+            for t in self.transforms
+            if isinstance(t, JoinTransform) and isinstance(t.right, JdbcSource)
+        ]
+        return refs
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+class RunMetrics(SpecModel):
+    """What one run did, as the job reports it in its termination message."""
+
+    records_extracted: int = 0
+    records_transformed: int = 0
+    records_filtered: int = 0
+    records_loaded: int = 0
+    records_failed: int = 0
+    retry_count: int = 0
+    duration_ms: int = 0
+    success_rate: float = 1.0
+    high_water_mark: str | None = None
+    errors: list[str] = Field(default_factory=list)
+
+
+class Condition(SpecModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class RunRecord(SpecModel):
+    run: int = Field(description="Run number within the pipeline.")
+    pod: str | None = None
+    generation: int | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    phase: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    metrics: RunMetrics | None = None
+
+
+class CircuitState(StrEnum):
+    closed = "Closed"
+    open = "Open"
+    half_open = "HalfOpen"
+
+
+class CircuitStatus(SpecModel):
+    state: CircuitState = CircuitState.closed
+    consecutive_failures: int = 0
+    opened_at: str | None = None
+
+
+class Phase(StrEnum):
+    pending = "Pending"
+    running = "Running"
+    succeeded = "Succeeded"
+    failed = "Failed"
+    backoff = "Backoff"
+    circuit_open = "CircuitOpen"
+    suspended = "Suspended"
+
+
+class ETLPipelineStatus(SpecModel):
+    """What the operator observed. Written only by the operator, never by users."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    phase: Phase | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    current_run: RunRecord | None = None
+    last_run: RunRecord | None = None
+    runs: list[RunRecord] = Field(default_factory=list, description="Most recent runs, newest first.")
+    run_count: int = 0
+    circuit: CircuitStatus | None = None
+    next_run_at: str | None = None
+    high_water_mark: str | None = None
+
+
+class ETLPipeline(SpecModel):
+    """A whole manifest, as `kubectl apply` takes it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    api_version: Literal["etl.sparkops.io/v1alpha1"] = "etl.sparkops.io/v1alpha1"
+    kind: Literal["ETLPipeline"] = "ETLPipeline"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: ETLPipelineSpec
+    status: ETLPipelineStatus | None = None
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name", "pipeline"))
