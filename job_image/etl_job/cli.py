@@ -1,78 +1,176 @@
-"""`etl`: the job's command line. `etl run PIPELINE.yaml` runs a pipeline in local Spark mode."""
+"""`etl`: the job's command line.
+
+  etl run CONFIG        run a pipeline (local Spark unless --master says otherwise)
+  etl validate CONFIG   check the spec, its schema files and its SQL, without running it
+  etl convert OLD.json  print the ETLPipeline YAML equivalent of a pipeline in the older format
+  etl crd               print the ETLPipeline CustomResourceDefinition
+
+Exit codes: 0 success, 2 configuration error, 3 data error, 4 infrastructure error (a source or
+sink unavailable), 1 anything else. The operator classifies runs by them."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import yaml
+from etl_job import logs
+from etl_job.context import RunContext
+from etl_job.errors import ConfigurationError, EtlError
+from etl_job.manifest import LoadedPipeline, load_pipeline
+from etl_job.metrics import write_termination_message
+from etl_job.spec import RunMetrics
 
+log = logging.getLogger("etl_job")
 
-def _load_spec(path: Path) -> dict[str, Any]:
-    document = yaml.safe_load(path.read_text())
-    if not isinstance(document, dict) or "spec" not in document:
-        raise SystemExit(f"{path}: not an ETLPipeline manifest (no spec)")
-    spec: dict[str, Any] = document["spec"]
-    return spec
-
-
-def _resolve(path: str, base: Path) -> str:
-    """Relative file paths in a manifest are relative to the manifest's folder."""
-    if "://" in path or Path(path).is_absolute():
-        return path
-    return str((base / path).resolve())
-
-
-def run(manifest: Path, master: str) -> dict[str, Any]:
-    from pyspark.sql import SparkSession, functions
-
-    spec = _load_spec(manifest)
-    extract, load = spec["extract"], spec["load"]
-    spark = (
-        SparkSession.builder.master(master)
-        .appName(manifest.stem)
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
-    )
-    spark.sparkContext.setLogLevel("WARN")
-    reader = spark.read.format(extract.get("format", "csv"))
-    for key, value in extract.get("options", {}).items():
-        reader = reader.option(key, str(value))
-    frame = reader.load(_resolve(extract["path"], manifest.parent))
-    extracted = frame.count()
-    for transform in spec.get("transforms", []):
-        if transform["transformType"] == "Filter":
-            frame = frame.where(transform["condition"])
-        elif transform["transformType"] == "Aggregation":
-            columns = [
-                getattr(functions, item["function"])(item["column"]).alias(item["as"])
-                for item in transform["aggregations"]
-            ]
-            frame = frame.groupBy(*transform["groupBy"]).agg(*columns)
-        else:
-            raise SystemExit(f"transforms: {transform['transformType']} is not supported yet")
-    output = _resolve(load["path"], manifest.parent)
-    frame.write.mode(load.get("writeMode", "append")).format(load.get("format", "parquet")).save(output)
-    loaded = spark.read.format(load.get("format", "parquet")).load(output).count()
-    spark.stop()
-    return {"recordsExtracted": extracted, "recordsLoaded": loaded, "output": output}
+EXIT_UNEXPECTED = 1
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="etl", description="Run an ETLPipeline with Spark.")
+    args = _parser().parse_args(argv)
+    command = {"run": _run, "validate": _validate, "convert": _convert, "crd": _crd}[args.command]
+    try:
+        return command(args)
+    except EtlError as failed:
+        print(f"etl {args.command}: {failed}", file=sys.stderr)
+        return failed.exit_code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etl", description="Run and check ETLPipeline definitions.")
     commands = parser.add_subparsers(dest="command", required=True)
-    run_command = commands.add_parser("run", help="run a pipeline manifest in local Spark mode")
-    run_command.add_argument("manifest", type=Path)
-    run_command.add_argument("--master", default="local[*]")
-    args = parser.parse_args(argv)
-    metrics = run(args.manifest, args.master)
-    json.dump(metrics, sys.stdout, indent=2)
-    print()
+
+    run = commands.add_parser("run", help="run a pipeline once")
+    run.add_argument("config", type=Path, help="ETLPipeline YAML, a pipeline JSON, or the older JSON format")
+    run.add_argument("--master", default=os.environ.get("ETL_SPARK_MASTER", "local[*]"),
+                     help="Spark master (default local[*]; empty to let spark-submit decide)")
+    run.add_argument("--schemas", type=Path, action="append", default=None,
+                     help="folder of .avsc files (repeatable); default: ./schemas beside CONFIG, $ETL_SCHEMA_DIRS")
+    run.add_argument("--termination-log", type=Path,
+                     default=Path(os.environ.get("ETL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)),
+                     help="where the metrics JSON goes for the operator (default /dev/termination-log)")
+    run.add_argument("--show", type=int, default=0, metavar="N", help="print the first N output rows after the run")
+
+    validate = commands.add_parser("validate", help="check a pipeline without running it")
+    validate.add_argument("config", type=Path)
+    validate.add_argument("--schemas", type=Path, action="append", default=None)
+    validate.add_argument("--no-sql", action="store_true", help="skip parsing SQL (which starts a local JVM)")
+
+    convert = commands.add_parser("convert", help="print the ETLPipeline YAML for an older pipeline JSON")
+    convert.add_argument("config", type=Path)
+
+    commands.add_parser("crd", help="print the ETLPipeline CustomResourceDefinition")
+    return parser
+
+
+def schema_dirs(explicit: list[Path] | None, config: Path) -> list[Path]:
+    """Where Avro schemas are looked up, first match wins."""
+    if explicit:
+        return explicit
+    dirs = [config.resolve().parent / "schemas"]
+    dirs += [Path(p) for p in os.environ.get("ETL_SCHEMA_DIRS", "").split(os.pathsep) if p]
+    return [d for d in dirs if d.is_dir()]
+
+
+def _run(args: argparse.Namespace) -> int:
+    from etl_job.pipeline import run_pipeline
+    from etl_job.schemas import SchemaRegistry
+    from etl_job.session import build_session
+
+    loaded = load_pipeline(args.config)
+    spec = loaded.pipeline.spec
+    logs.configure(str(spec.logging.level), spec.logging.structured)
+    for warning in loaded.warnings:
+        log.warning("conversion: %s", warning, extra={"pipeline": loaded.pipeline.name})
+    schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
+    spark = build_session(loaded.pipeline.name, args.master or None, spec.spark, progress=sys.stderr.isatty())
+    context = RunContext(pipeline=loaded.pipeline.name, spark=spark, base_dir=loaded.base_dir)
+    try:
+        metrics = run_pipeline(loaded.pipeline, context, schemas)
+    except EtlError as failed:
+        _report_failure(loaded, args.termination_log, failed)
+        spark.stop()
+        return failed.exit_code
+    except Exception as failed:  # noqa: BLE001 - reported with its class; the exit code says "unexpected"
+        _report_failure(loaded, args.termination_log, failed)
+        spark.stop()
+        return EXIT_UNEXPECTED
+    write_termination_message(args.termination_log, metrics)
+    log.info("run succeeded", extra={"pipeline": loaded.pipeline.name,
+                                     "metrics": metrics.model_dump(mode="json", exclude_none=True)})
+    print(json.dumps(metrics.model_dump(mode="json", exclude_none=True), indent=2))
+    if args.show:
+        _show_output(loaded, context, args.show)
+    spark.stop()
+    return 0
+
+
+def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseException) -> None:
+    reason = failed.reason if isinstance(failed, EtlError) else type(failed).__name__
+    first_line = (str(failed).splitlines() or [reason])[0]
+    message = f"{reason}: {first_line}" if not isinstance(failed, EtlError) else str(failed)
+    write_termination_message(termination_log, RunMetrics(success_rate=0.0, errors=[message]))
+    log.error("run failed: %s", message, extra={"pipeline": loaded.pipeline.name, "reason": reason,
+                                                "exitCode": getattr(failed, "exit_code", EXIT_UNEXPECTED)})
+
+
+def _show_output(loaded: LoadedPipeline, context: RunContext, rows: int) -> None:
+    from etl_job.paths import resolve_path
+
+    load = loaded.pipeline.spec.load
+    if load.sink_type != "S3":
+        return
+    frame = context.spark.read.format(load.format).load(resolve_path(load.path, context.base_dir))
+    print(f"first {rows} rows of {load.path}:")
+    frame.show(rows, truncate=False)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from etl_job.schemas import SchemaRegistry
+
+    loaded = load_pipeline(args.config)
+    spec = loaded.pipeline.spec
+    registry = SchemaRegistry(schema_dirs(args.schemas, args.config))
+    names = [block.schema_name for block in (spec.extract, spec.load) if block.schema_name]
+    for name in names:
+        registry.get(name)
+    if not args.no_sql:
+        from etl_job.sql_check import check_expressions
+
+        check_expressions(spec)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.config}: pipeline {loaded.pipeline.name} is valid")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    import yaml
+
+    from etl_job import legacy
+
+    try:
+        document = yaml.safe_load(args.config.read_text())
+    except (OSError, yaml.YAMLError) as broken:
+        raise ConfigurationError(f"cannot read {args.config}: {broken}") from None
+    if not isinstance(document, dict) or not legacy.is_legacy(document):
+        raise ConfigurationError(f"{args.config} is not a pipeline in the older JSON format (no pipelineId)")
+    result = legacy.convert(document)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(legacy.to_yaml(result.manifest), end="")
+    return 0
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from etl_job.crd import crd_yaml
+
+    print(crd_yaml(), end="")
     return 0
 
 

@@ -474,7 +474,10 @@ class S3Sink(SpecModel):
     partition_by: list[ColumnName] = Field(
         default_factory=list, description="Partition folders by these columns."
     )
-    compression: str = Field(default="snappy", description="Codec: snappy, gzip, zstd, none.")
+    compression: str | None = Field(
+        default=None,
+        description="Codec: snappy, gzip, zstd, none. Default: the format's own (snappy for parquet and avro).",
+    )
     options: dict[str, str] = Field(default_factory=dict, description="Options passed to the Spark writer.")
     schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
 

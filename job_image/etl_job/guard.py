@@ -1,0 +1,36 @@
+"""Failing a run on its first bad record, inside the same pass over the data that loads it.
+
+With tolerance `none` a bad record must fail the run and be named. Counting bad rows first
+would read the data twice; instead the plan carries a filter that raises on the first bad row
+(Spark's `raise_error`), so the run stops there and nothing is committed to a file sink."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MARKER = "[ETL_RECORD_VIOLATION]"
+
+
+def fail_on_bad_record(frame: Any, errors_column: Any, row_label: Any) -> Any:
+    """`frame` unchanged where `errors_column` (array<string>) is empty; raise on any other row.
+
+    A filter, not a projection: the optimizer may drop an unused column, never a filter."""
+    from pyspark.sql import functions as F
+
+    message = F.concat(F.lit(MARKER + " "), row_label, F.lit(": "), F.array_join(errors_column, "; "))
+    return frame.where(F.when(F.size(errors_column) > 0, F.raise_error(message)).otherwise(F.lit(True)))
+
+
+def record_violation(failed: BaseException) -> str | None:
+    """The bad-record message inside a Spark failure, or None when it is some other failure."""
+    text = str(failed)
+    start = text.find(MARKER)
+    if start < 0:
+        return None
+    line = text[start + len(MARKER) :].strip().splitlines()[0]
+    # Spark appends its own context to the message, after a closing quote or a period-space.
+    for end_marker in ('"', " SQLSTATE", "\tat "):
+        cut = line.find(end_marker)
+        if cut > 0:
+            line = line[:cut]
+    return line.strip().rstrip(".")

@@ -1,0 +1,145 @@
+"""One batch run of a pipeline: extract -> validate -> transform* -> validate -> load -> metrics.
+
+Everything up to the load is lazy: the load is the one pass over the data, and counts are
+taken inside it (metrics.RowCounter). Bad records either fail that pass (tolerance none) or
+are filtered out of it and dead-lettered afterwards (tolerance all)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from etl_job import deadletter, records
+from etl_job.context import RunContext
+from etl_job.errors import ConfigurationError, DataError, EtlError, SinkRejected
+from etl_job.guard import record_violation
+from etl_job.metrics import RowCounter, success_rate
+from etl_job.retry import run_with_retry
+from etl_job.schemas import SchemaRegistry
+from etl_job.sinks import sink_for
+from etl_job.sources import read_source
+from etl_job.spec import ETLPipeline, RunMetrics, Tolerance
+from etl_job.transforms import TransformContext, apply_transforms
+
+log = logging.getLogger("etl_job.pipeline")
+
+
+@dataclass
+class _Checkpoint:
+    """A validation point of the plan: its counter and, when rows were set aside, how to find them."""
+
+    stage: str
+    counter: RowCounter
+    rejected: Any = None  # DataFrame of the rows set aside, with their errors
+    failed: int = 0
+
+
+@dataclass
+class RunOutcome:
+    metrics: RunMetrics
+    errors: list[str] = field(default_factory=list)
+
+
+def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegistry) -> RunMetrics:
+    """Run the pipeline once; raise an EtlError subclass on failure."""
+    started = time.monotonic()
+    spec = pipeline.spec
+    tolerance = Tolerance(spec.error_handling.tolerance)
+
+    frame = read_source(spec.extract, context)
+    extracted = RowCounter("extracted")
+    frame = extracted.attach(frame)
+    checkpoints: list[_Checkpoint] = []
+
+    if spec.extract.schema_name:
+        frame, checkpoint = _validate(frame, schemas, spec.extract.schema_name, "extract", tolerance)
+        checkpoints.append(checkpoint)
+
+    filtered = RowCounter("filtered")
+    frame = apply_transforms(
+        frame,
+        spec.transforms,
+        TransformContext(
+            spark=context.spark,
+            read_source=lambda block: read_source(block, context),
+            pipeline=pipeline.name,
+            on_filter=filtered,
+        ),
+    )
+    transformed = RowCounter("transformed")
+    frame = transformed.attach(frame)
+
+    if spec.load.schema_name:
+        frame, checkpoint = _validate(frame, schemas, spec.load.schema_name, "load", tolerance)
+        checkpoints.append(checkpoint)
+
+    if spec.performance.parallelism:
+        frame = frame.repartition(spec.performance.parallelism)
+    loaded = RowCounter("loaded")
+    frame = loaded.attach(frame)
+
+    sink = sink_for(spec.load)
+    attempts = run_with_retry(
+        lambda: _load(sink, frame, spec.load, context),
+        spec.error_handling.retry,
+        retry_on=(SinkRejected,),
+        stage="load",
+    )
+
+    failed_records = 0
+    for checkpoint in checkpoints:
+        checkpoint.failed = checkpoint.counter.values().get("failed", 0)
+        failed_records += checkpoint.failed
+        if checkpoint.failed and spec.error_handling.dead_letter is not None:
+            deadletter.write(checkpoint.rejected, spec.error_handling.dead_letter, pipeline.name, checkpoint.stage,
+                             context)
+
+    return RunMetrics(
+        records_extracted=extracted.rows,
+        records_transformed=transformed.rows,
+        records_filtered=filtered.values().get("removed", 0),
+        records_loaded=loaded.rows,
+        records_failed=failed_records,
+        retry_count=attempts - 1,
+        duration_ms=int((time.monotonic() - started) * 1000),
+        success_rate=success_rate(extracted.rows, failed_records),
+    )
+
+
+def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
+    try:
+        sink.write(frame, block, context)
+    except EtlError as failed:
+        violation = record_violation(failed)
+        if violation:
+            raise DataError(violation) from None
+        raise
+    except Exception as failed:
+        violation = record_violation(failed)
+        if violation:
+            raise DataError(violation) from None
+        raise
+
+
+def _validate(
+    frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance
+) -> tuple[Any, _Checkpoint]:
+    """Check the columns against the Avro schema now, and every row during the load."""
+    schema = schemas.get(schema_name)
+    problems = records.column_problems(frame, schema)
+    if problems:
+        raise ConfigurationError(
+            f"columns do not match Avro schema {schema_name}: " + "; ".join(problems), stage=stage
+        )
+    checked = records.with_errors(frame, schema)
+    counter = RowCounter(f"{stage}-validation")
+    if tolerance == Tolerance.none:
+        guarded = records.fail_on_first(checked, stage)
+        return records.conformed(counter.attach(guarded, failed=records.failed_count()), schema), _Checkpoint(
+            stage, counter
+        )
+    observed = counter.attach(checked, failed=records.failed_count())
+    rejected = records.rejected(checked, schema_name, stage)
+    return records.conformed(records.accepted(observed), schema), _Checkpoint(stage, counter, rejected)

@@ -1,0 +1,60 @@
+"""Sources, keyed by `sourceType`: each turns its spec block into a DataFrame.
+
+Adding a source is adding one class and registering it. The database and Kafka sources are
+registered by their own modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from etl_job.context import RunContext
+from etl_job.errors import ConfigurationError, SourceUnavailable
+from etl_job.paths import resolve_path
+from etl_job.spec import S3Source
+
+
+class Source(Protocol):
+    def read(self, block: Any, context: RunContext) -> Any:
+        """The rows of the source, as a DataFrame."""
+        ...
+
+
+SOURCES: dict[str, Source] = {}
+
+
+def register_source(*source_types: str) -> Callable[[type[Any]], type[Any]]:
+    def decorate(cls: type[Any]) -> type[Any]:
+        for source_type in source_types:
+            SOURCES[source_type] = cls()
+        return cls
+
+    return decorate
+
+
+def read_source(block: Any, context: RunContext) -> Any:
+    """Read any extract block (the pipeline's own, or a Join's right side)."""
+    source = SOURCES.get(block.source_type)
+    if source is None:
+        raise ConfigurationError(f"no connector for sourceType {block.source_type}", stage="extract")
+    return source.read(block, context)
+
+
+@register_source("S3")
+class FileSource:
+    """Files on any Hadoop filesystem: s3a://, file://, local paths."""
+
+    def read(self, block: S3Source, context: RunContext) -> Any:
+        path = resolve_path(block.path, context.base_dir)
+        reader = context.spark.read.format(block.format)
+        # Without a declared schema, CSV columns stay strings: validation casts them and
+        # reports values that do not cast, where inference would turn them into nulls.
+        for key, value in block.options.items():
+            reader = reader.option(key, value)
+        try:
+            return reader.load(path)
+        except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
+            text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
+            if "PATH_NOT_FOUND" in text or "does not exist" in text:
+                raise SourceUnavailable(f"path {block.path} does not exist", stage="extract", field="path") from None
+            raise SourceUnavailable(f"cannot read {block.path}: {text}", stage="extract") from None
