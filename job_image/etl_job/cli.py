@@ -47,14 +47,27 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a pipeline once")
     run.add_argument("config", type=Path, help="ETLPipeline YAML, a pipeline JSON, or the older JSON format")
-    run.add_argument("--master", default=os.environ.get("ETL_SPARK_MASTER", "local[*]"),
-                     help="Spark master (default local[*]; empty to let spark-submit decide)")
-    run.add_argument("--schemas", type=Path, action="append", default=None,
-                     help="folder of .avsc files (repeatable); default: ./schemas beside CONFIG, $ETL_SCHEMA_DIRS")
-    run.add_argument("--termination-log", type=Path,
-                     default=Path(os.environ.get("ETL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)),
-                     help="where the metrics JSON goes for the operator (default /dev/termination-log)")
-    run.add_argument("--show", type=int, default=0, metavar="N", help="print the first N output rows after the run")
+    run.add_argument(
+        "--master",
+        default=os.environ.get("ETL_SPARK_MASTER", "local[*]"),
+        help="Spark master (default local[*]; empty to let spark-submit decide)",
+    )
+    run.add_argument(
+        "--schemas",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder of .avsc files (repeatable); default: ./schemas beside CONFIG, $ETL_SCHEMA_DIRS",
+    )
+    run.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(os.environ.get("ETL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)),
+        help="where the metrics JSON goes for the operator (default /dev/termination-log)",
+    )
+    run.add_argument(
+        "--show", type=int, default=0, metavar="N", help="print the first N output rows after the run"
+    )
 
     validate = commands.add_parser("validate", help="check a pipeline without running it")
     validate.add_argument("config", type=Path)
@@ -101,8 +114,13 @@ def _run(args: argparse.Namespace) -> int:
         spark.stop()
         return EXIT_UNEXPECTED
     write_termination_message(args.termination_log, metrics)
-    log.info("run succeeded", extra={"pipeline": loaded.pipeline.name,
-                                     "metrics": metrics.model_dump(mode="json", exclude_none=True)})
+    log.info(
+        "run succeeded",
+        extra={
+            "pipeline": loaded.pipeline.name,
+            "metrics": metrics.model_dump(mode="json", exclude_none=True),
+        },
+    )
     print(json.dumps(metrics.model_dump(mode="json", exclude_none=True), indent=2))
     if args.show:
         _show_output(loaded, context, args.show)
@@ -115,8 +133,15 @@ def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseE
     first_line = (str(failed).splitlines() or [reason])[0]
     message = f"{reason}: {first_line}" if not isinstance(failed, EtlError) else str(failed)
     write_termination_message(termination_log, RunMetrics(success_rate=0.0, errors=[message]))
-    log.error("run failed: %s", message, extra={"pipeline": loaded.pipeline.name, "reason": reason,
-                                                "exitCode": getattr(failed, "exit_code", EXIT_UNEXPECTED)})
+    log.error(
+        "run failed: %s",
+        message,
+        extra={
+            "pipeline": loaded.pipeline.name,
+            "reason": reason,
+            "exitCode": getattr(failed, "exit_code", EXIT_UNEXPECTED),
+        },
+    )
 
 
 def _show_output(loaded: LoadedPipeline, context: RunContext, rows: int) -> None:

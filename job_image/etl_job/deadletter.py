@@ -27,7 +27,9 @@ DEAD_LETTER_COLUMNS = (
 )
 
 
-def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, pipeline: str, stage: str, context: RunContext) -> None:
+def write(
+    frame: Any, target: KafkaDeadLetter | S3DeadLetter, pipeline: str, stage: str, context: RunContext
+) -> None:
     """Append the dead letters in `frame` (DEAD_LETTER_COLUMNS) to the configured queue."""
     letters = frame.select(*DEAD_LETTER_COLUMNS)
     try:
@@ -63,7 +65,11 @@ def _to_files(letters: Any, target: S3DeadLetter, context: RunContext) -> None:
     writer_frame = letters
     if target.partition_by == "date":
         writer_frame = letters.withColumn("date", F.to_date("timestamp"))
-    writer = writer_frame.write.format(target.format).mode("append").option("maxRecordsPerFile", target.buffer_size)
+    writer = (
+        writer_frame.write.format(target.format)
+        .mode("append")
+        .option("maxRecordsPerFile", target.buffer_size)
+    )
     if target.partition_by == "date":
         writer = writer.partitionBy("date")
     writer.save(resolve_path(target.path, context.base_dir))

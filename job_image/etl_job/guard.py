@@ -28,8 +28,8 @@ def record_violation(failed: BaseException) -> str | None:
     if start < 0:
         return None
     line = text[start + len(MARKER) :].strip().splitlines()[0]
-    # Spark appends its own context to the message, after a closing quote or a period-space.
-    for end_marker in ('"', " SQLSTATE", "\tat "):
+    # Spark appends its own context to the message: the SQL state, then a stack trace.
+    for end_marker in (" SQLSTATE", "\tat "):
         cut = line.find(end_marker)
         if cut > 0:
             line = line[:cut]

@@ -16,7 +16,20 @@ from etl_job.spec import ETLPipeline
 
 # Discriminator values show up in pydantic's error locations; users never write them as keys.
 _UNION_TAGS = frozenset(
-    {"S3", "PostgreSQL", "MySQL", "Kafka", "Filter", "Select", "SQL", "Join", "Aggregation", "Window", "kafka", "s3"}
+    {
+        "S3",
+        "PostgreSQL",
+        "MySQL",
+        "Kafka",
+        "Filter",
+        "Select",
+        "SQL",
+        "Join",
+        "Aggregation",
+        "Window",
+        "kafka",
+        "s3",
+    }
 )
 
 
@@ -37,7 +50,9 @@ def load_pipeline(path: Path) -> LoadedPipeline:
     except yaml.YAMLError as broken:
         raise ConfigurationError(f"{path} is not valid YAML or JSON: {broken}") from None
     if not isinstance(document, Mapping):
-        raise ConfigurationError(f"{path}: expected an ETLPipeline manifest, a spec, or a pipeline JSON object")
+        raise ConfigurationError(
+            f"{path}: expected an ETLPipeline manifest, a spec, or a pipeline JSON object"
+        )
     manifest, warnings = to_manifest(document, default_name=path.stem)
     return LoadedPipeline(parse_manifest(manifest), path.resolve().parent, warnings)
 
@@ -53,7 +68,9 @@ def to_manifest(document: Mapping[str, Any], default_name: str) -> tuple[dict[st
         return dict(document), []
     if "extract" in document:
         return {"metadata": {"name": default_name}, "spec": dict(document)}, []
-    raise ConfigurationError("expected an ETLPipeline manifest (with spec), a spec (with extract), or a legacy pipeline")
+    raise ConfigurationError(
+        "expected an ETLPipeline manifest (with spec), a spec (with extract), or a legacy pipeline"
+    )
 
 
 def parse_manifest(manifest: Mapping[str, Any]) -> ETLPipeline:

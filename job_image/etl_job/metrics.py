@@ -3,6 +3,7 @@ to the log and to the container's termination message, where the operator reads 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ class RowCounter:
         from pyspark.sql import functions as F
 
         self._attached = True
-        return frame.observe(self._observation, F.count(F.lit(1)).alias("rows"), *[
-            expression.alias(alias) for alias, expression in extra.items()
-        ])
+        return frame.observe(
+            self._observation,
+            F.count(F.lit(1)).alias("rows"),
+            *[expression.alias(alias) for alias, expression in extra.items()],
+        )
 
     def values(self) -> dict[str, int]:
         """The counts; call only after an action over the observed plan has succeeded."""
@@ -73,7 +76,5 @@ def termination_message(metrics: RunMetrics, limit: int = TERMINATION_MESSAGE_LI
 
 def write_termination_message(path: Path, metrics: RunMetrics) -> None:
     """Best effort: a missing /dev/termination-log outside a pod is not an error."""
-    try:
+    with contextlib.suppress(OSError):
         path.write_text(termination_message(metrics))
-    except OSError:
-        pass

@@ -93,8 +93,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
         checkpoint.failed = checkpoint.counter.values().get("failed", 0)
         failed_records += checkpoint.failed
         if checkpoint.failed and spec.error_handling.dead_letter is not None:
-            deadletter.write(checkpoint.rejected, spec.error_handling.dead_letter, pipeline.name, checkpoint.stage,
-                             context)
+            deadletter.write(
+                checkpoint.rejected, spec.error_handling.dead_letter, pipeline.name, checkpoint.stage, context
+            )
 
     return RunMetrics(
         records_extracted=extracted.rows,

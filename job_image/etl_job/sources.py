@@ -56,5 +56,7 @@ class FileSource:
         except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
             text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
             if "PATH_NOT_FOUND" in text or "does not exist" in text:
-                raise SourceUnavailable(f"path {block.path} does not exist", stage="extract", field="path") from None
+                raise SourceUnavailable(
+                    f"path {block.path} does not exist", stage="extract", field="path"
+                ) from None
             raise SourceUnavailable(f"cannot read {block.path}: {text}", stage="extract") from None
