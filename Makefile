@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit lint system-packages test-system-packages components kube minio kafka spark-jars clean
+.PHONY: run test unit lint crds system-packages test-system-packages components kube minio kafka spark-jars clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -26,6 +26,10 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile.operator Dockerfile.job
+
+## crds: regenerate the ETLPipeline CRD in crds/ from the pipeline contract (job_image/etl_job/spec.py)
+crds: $(VENV)/.installed
+	$(BIN)/python -c "from etl_job.crd import crd_yaml; print(crd_yaml(), end='')" > crds/etlpipelines.etl.sparkops.io.yaml
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)

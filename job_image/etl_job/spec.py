@@ -287,8 +287,13 @@ class JoinTransform(SpecModel):
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("has(self.right)", "a Join needs right", "right"),
-            cel("has(self.on) && size(self.on) > 0", "a Join needs on", "on"),
+            cel("has(self.right)", "a Join needs right", ".right"),
+            # An unquoted `on:` key arrives as "true" (see on_as_yaml_boolean); CEL spells it __true__.
+            cel(
+                "(has(self.on) && size(self.on) > 0) || (has(self.__true__) && size(self.__true__) > 0)",
+                "a Join needs on",
+                ".on",
+            ),
         )
     )
 
@@ -393,9 +398,9 @@ class WindowFunction(SpecModel):
                 "self.function in ['row_number', 'rank', 'dense_rank', 'percent_rank', 'cume_dist',"
                 " 'ntile', 'count'] || has(self.column)",
                 "this window function needs column",
-                "column",
+                ".column",
             ),
-            cel("self.function != 'ntile' || has(self.offset)", "ntile needs offset", "offset"),
+            cel("self.function != 'ntile' || has(self.offset)", "ntile needs offset", ".offset"),
         )
     )
 
@@ -446,10 +451,12 @@ class WindowTransform(SpecModel):
                 "(has(self.functions) && size(self.functions) > 0) != has(self.timeColumn)",
                 "give functions (analytic window) or timeColumn (time window), not both",
             ),
+            # `aggregations` takes a list or a map, so its CRD node has no type and CEL cannot see
+            # it: the API server checks windowDuration, pydantic checks both.
             cel(
-                "!has(self.timeColumn) || (has(self.windowDuration) && has(self.aggregations)"
-                " && size(self.aggregations) > 0)",
+                "!has(self.timeColumn) || has(self.windowDuration)",
                 "a time window needs windowDuration and aggregations",
+                ".windowDuration",
             ),
         )
     )
@@ -492,7 +499,7 @@ class S3Sink(SpecModel):
             cel(
                 "!has(self.writeMode) || self.writeMode != 'upsert'",
                 "writeMode upsert needs a database sink; files take append or overwrite",
-                "writeMode",
+                ".writeMode",
             ),
         )
     )
@@ -522,7 +529,7 @@ class JdbcSink(SpecModel):
                 "!has(self.writeMode) || self.writeMode != 'upsert' || "
                 "(has(self.primaryKey) && size(self.primaryKey) > 0)",
                 "writeMode upsert needs primaryKey",
-                "primaryKey",
+                ".primaryKey",
             ),
         )
     )
@@ -578,7 +585,7 @@ class RetryPolicy(SpecModel):
                 "!has(self.maxDelaySeconds) || !has(self.initialDelaySeconds) || "
                 "self.maxDelaySeconds >= self.initialDelaySeconds",
                 "maxDelaySeconds must be >= initialDelaySeconds",
-                "maxDelaySeconds",
+                ".maxDelaySeconds",
             ),
         )
     )
@@ -689,13 +696,13 @@ class ETLPipelineSpec(SpecModel):
             cel(
                 "!has(self.schedule) || !has(self.mode) || self.mode == 'batch'",
                 "schedule is only for batch pipelines",
-                "schedule",
+                ".schedule",
             ),
             cel(
                 "!has(self.errorHandling) || !has(self.errorHandling.tolerance) || "
                 "self.errorHandling.tolerance != 'all' || has(self.errorHandling.deadLetter)",
                 "errorHandling.tolerance all needs errorHandling.deadLetter",
-                "errorHandling",
+                ".errorHandling",
             ),
         )
     )
