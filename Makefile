@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
-	$(BIN)/etl run examples/quickstart.yaml
+	$(BIN)/etl run examples/quickstart.yaml --show 10
 
 ## test: install and start everything the tests need, run the whole suite
 test: test-system-packages $(VENV)/.installed

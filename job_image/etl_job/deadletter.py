@@ -27,16 +27,33 @@ DEAD_LETTER_COLUMNS = (
 )
 
 
-def write(
-    frame: Any, target: KafkaDeadLetter | S3DeadLetter, pipeline: str, stage: str, context: RunContext
-) -> None:
+def letters(invalid: Any, *, pipeline: str, stage: str, schema_name: str, attempt: int = 1) -> Any:
+    """Dead letters from validation's invalid rows (originalRecord, recordKey, field, errorType,
+    errorMessage): one per row, in the seed format."""
+    from pyspark.sql import functions as F
+
+    return invalid.select(
+        F.current_timestamp().alias("timestamp"),
+        F.lit(pipeline).alias("pipelineId"),
+        F.lit(stage).alias("stage"),
+        F.col("errorType"),
+        F.col("errorMessage"),
+        F.lit(None).cast("string").alias("stackTrace"),
+        F.col("originalRecord"),
+        F.lit(schema_name).alias("originalSchema"),
+        F.lit(attempt).alias("attemptNumber"),
+        F.create_map(F.lit("field"), F.col("field"), F.lit("recordKey"), F.col("recordKey")).alias("context"),
+    )
+
+
+def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, stage: str, context: RunContext) -> None:
     """Append the dead letters in `frame` (DEAD_LETTER_COLUMNS) to the configured queue."""
-    letters = frame.select(*DEAD_LETTER_COLUMNS)
+    selected = frame.select(*DEAD_LETTER_COLUMNS)
     try:
         if isinstance(target, KafkaDeadLetter):
-            _to_kafka(letters, target, pipeline)
+            _to_kafka(selected, target, context.pipeline)
         else:
-            _to_files(letters, target, context)
+            _to_files(selected, target, context)
     except Exception as failed:
         text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
         raise SinkRejected(f"cannot write dead letters of {stage}: {text}", stage="deadLetter") from failed

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
-from etl_job import deadletter, records
+from etl_job import deadletter
 from etl_job.context import RunContext
-from etl_job.errors import ConfigurationError, DataError, EtlError, SinkRejected
+from etl_job.errors import DataError, EtlError, SinkRejected
 from etl_job.guard import record_violation
 from etl_job.metrics import RowCounter, success_rate
 from etl_job.retry import run_with_retry
@@ -22,6 +22,7 @@ from etl_job.sinks import sink_for
 from etl_job.sources import read_source
 from etl_job.spec import ETLPipeline, RunMetrics, Tolerance
 from etl_job.transforms import TransformContext, apply_transforms
+from etl_job.validate import ERRORS_COLUMN, validate_rows
 
 log = logging.getLogger("etl_job.pipeline")
 
@@ -36,12 +37,6 @@ class _Checkpoint:
     failed: int = 0
 
 
-@dataclass
-class RunOutcome:
-    metrics: RunMetrics
-    errors: list[str] = field(default_factory=list)
-
-
 def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegistry) -> RunMetrics:
     """Run the pipeline once; raise an EtlError subclass on failure."""
     started = time.monotonic()
@@ -54,10 +49,17 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     checkpoints: list[_Checkpoint] = []
 
     if spec.extract.schema_name:
-        frame, checkpoint = _validate(frame, schemas, spec.extract.schema_name, "extract", tolerance)
+        frame, checkpoint = _validate(
+            frame, schemas, spec.extract.schema_name, "extract", tolerance, pipeline.name
+        )
         checkpoints.append(checkpoint)
 
-    filtered = RowCounter("filtered")
+    filter_counters: list[RowCounter] = []
+
+    def count_filter(stage: str) -> RowCounter:
+        filter_counters.append(RowCounter(stage))
+        return filter_counters[-1]
+
     frame = apply_transforms(
         frame,
         spec.transforms,
@@ -65,14 +67,14 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
             spark=context.spark,
             read_source=lambda block: read_source(block, context),
             pipeline=pipeline.name,
-            on_filter=filtered,
+            filter_counter=count_filter,
         ),
     )
     transformed = RowCounter("transformed")
     frame = transformed.attach(frame)
 
     if spec.load.schema_name:
-        frame, checkpoint = _validate(frame, schemas, spec.load.schema_name, "load", tolerance)
+        frame, checkpoint = _validate(frame, schemas, spec.load.schema_name, "load", tolerance, pipeline.name)
         checkpoints.append(checkpoint)
 
     if spec.performance.parallelism:
@@ -93,14 +95,12 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
         checkpoint.failed = checkpoint.counter.values().get("failed", 0)
         failed_records += checkpoint.failed
         if checkpoint.failed and spec.error_handling.dead_letter is not None:
-            deadletter.write(
-                checkpoint.rejected, spec.error_handling.dead_letter, pipeline.name, checkpoint.stage, context
-            )
+            deadletter.write(checkpoint.rejected, spec.error_handling.dead_letter, checkpoint.stage, context)
 
     return RunMetrics(
         records_extracted=extracted.rows,
         records_transformed=transformed.rows,
-        records_filtered=filtered.values().get("removed", 0),
+        records_filtered=sum(counter.values().get("removed", 0) for counter in filter_counters),
         records_loaded=loaded.rows,
         records_failed=failed_records,
         retry_count=attempts - 1,
@@ -125,22 +125,18 @@ def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
 
 
 def _validate(
-    frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance
+    frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance, pipeline: str
 ) -> tuple[Any, _Checkpoint]:
     """Check the columns against the Avro schema now, and every row during the load."""
-    schema = schemas.get(schema_name)
-    problems = records.column_problems(frame, schema)
-    if problems:
-        raise ConfigurationError(
-            f"columns do not match Avro schema {schema_name}: " + "; ".join(problems), stage=stage
-        )
-    checked = records.with_errors(frame, schema)
+    from pyspark.sql import functions as F
+
+    result = validate_rows(frame, schemas.get(schema_name, stage=stage), stage)
     counter = RowCounter(f"{stage}-validation")
+    observed = replace(
+        result, checked=counter.attach(result.checked, failed=F.count_if(F.size(ERRORS_COLUMN) > 0))
+    )
     if tolerance == Tolerance.none:
-        guarded = records.fail_on_first(checked, stage)
-        return records.conformed(counter.attach(guarded, failed=records.failed_count()), schema), _Checkpoint(
-            stage, counter
-        )
-    observed = counter.attach(checked, failed=records.failed_count())
-    rejected = records.rejected(checked, schema_name, stage)
-    return records.conformed(records.accepted(observed), schema), _Checkpoint(stage, counter, rejected)
+        return observed.valid_or_fail, _Checkpoint(stage, counter)
+    # The rejected rows come from a second plan over the source, run only when there are any.
+    letters = deadletter.letters(result.invalid, pipeline=pipeline, stage=stage, schema_name=schema_name)
+    return observed.valid, _Checkpoint(stage, counter, letters)

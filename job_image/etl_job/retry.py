@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -66,7 +67,7 @@ def run_with_retry(
         retry=tenacity.retry_if_exception_type(retry_on),
         reraise=True,
         before_sleep=before_sleep,
-        **({"sleep": sleep} if sleep is not None else {}),
+        sleep=sleep or time.sleep,
     )
     retrying(attempt)
     return attempts

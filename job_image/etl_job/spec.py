@@ -483,7 +483,7 @@ class S3Sink(SpecModel):
     )
     compression: str | None = Field(
         default=None,
-        description="Codec: snappy, gzip, zstd, none. Default: the format's own (snappy for parquet and avro).",
+        description="Codec: snappy, gzip, zstd, none. Default: the format's (snappy for parquet, avro).",
     )
     options: dict[str, str] = Field(default_factory=dict, description="Options passed to the Spark writer.")
     schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")

@@ -47,9 +47,11 @@ class TransformContext:
     read_source: SourceReader
     #: The pipeline's name, for logs.
     pipeline: str
-    #: Counts, as `removed`, the rows the run's Filter stages drop (recordsFiltered). A Spark
-    #: Observation attaches to one plan only, so only the first Filter stage of a run is counted;
-    #: apply_transforms logs a warning for the others.
+    #: Makes one observer per Filter stage (given the stage name) that counts, as `removed`, the
+    #: rows the stage drops; the engine adds them up as recordsFiltered. One per stage, because a
+    #: Spark Observation attaches to one plan only.
+    filter_counter: Callable[[str], RowObserver] | None = None
+    #: The observer of the Filter stage being applied; set by apply_transforms.
     on_filter: RowObserver | None = None
 
 
@@ -116,22 +118,12 @@ def apply_transforms(
     Raises ConfigurationError naming the stage (and the field or column) when a transform does
     not fit the rows it gets; other EtlErrors (from `read_source`) get the stage added too.
     """
-    uncounted = replace(context, on_filter=None)
-    counted_stage: str | None = None
     for index, config in enumerate(transforms):
         stage = stage_name(index, config)
         logger.debug("pipeline %s: planning %s", context.pipeline, stage)
-        stage_context = context if counted_stage is None else uncounted
-        if context.on_filter is not None and isinstance(config, spec.FilterTransform):
-            if counted_stage is None:
-                counted_stage = stage
-            else:
-                logger.warning(
-                    "pipeline %s: rows removed by %s are not in recordsFiltered, which counts %s only",
-                    context.pipeline,
-                    stage,
-                    counted_stage,
-                )
+        counts_rows = context.filter_counter is not None and isinstance(config, spec.FilterTransform)
+        observer = context.filter_counter(stage) if context.filter_counter and counts_rows else None
+        stage_context = replace(context, on_filter=observer)
         try:
             frame = _analysed(transform_for(config).apply(frame, stage_context))
         except EtlError as error:

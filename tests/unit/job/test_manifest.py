@@ -11,6 +11,7 @@ from etl_job.errors import ConfigurationError
 from etl_job.guard import MARKER, record_violation
 from etl_job.manifest import load_pipeline
 from etl_job.paths import resolve_path
+from etl_job.spec import S3Source
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -34,6 +35,7 @@ def test_a_bare_spec_in_json_takes_its_name_from_the_file(tmp_path: Path) -> Non
     )
     loaded = load_pipeline(config)
     assert loaded.pipeline.name == "daily-totals"
+    assert isinstance(loaded.pipeline.spec.extract, S3Source)
     assert loaded.pipeline.spec.extract.format == "json"
 
 

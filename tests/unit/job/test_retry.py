@@ -6,7 +6,7 @@ import pytest
 
 from etl_job.errors import ConfigurationError, SinkRejected
 from etl_job.retry import run_with_retry, wait_strategy
-from etl_job.spec import RetryPolicy
+from etl_job.spec import RetryPolicy, RetryStrategy
 
 
 class Flaky:
@@ -25,7 +25,7 @@ def _run(action: Flaky, policy: RetryPolicy, sleeps: list[float]) -> int:
 
 def test_exponential_delays_grow_and_are_capped() -> None:
     policy = RetryPolicy(
-        strategy="exponential",
+        strategy=RetryStrategy.exponential,
         max_attempts=6,
         initial_delay_seconds=1,
         max_delay_seconds=5,
@@ -39,7 +39,7 @@ def test_exponential_delays_grow_and_are_capped() -> None:
 
 def test_jitter_stays_under_the_exponential_bound() -> None:
     policy = RetryPolicy(
-        strategy="exponential",
+        strategy=RetryStrategy.exponential,
         max_attempts=5,
         initial_delay_seconds=1,
         max_delay_seconds=60,
@@ -53,14 +53,14 @@ def test_jitter_stays_under_the_exponential_bound() -> None:
 
 
 def test_fixed_delay() -> None:
-    policy = RetryPolicy(strategy="fixed", max_attempts=3, initial_delay_seconds=2, max_delay_seconds=2)
+    policy = RetryPolicy(strategy=RetryStrategy.fixed, max_attempts=3, initial_delay_seconds=2, max_delay_seconds=2)
     sleeps: list[float] = []
     assert _run(Flaky(2, SinkRejected("down")), policy, sleeps) == 3
     assert sleeps == [2, 2]
 
 
 def test_strategy_none_tries_once() -> None:
-    policy = RetryPolicy(strategy="none", max_attempts=5)
+    policy = RetryPolicy(strategy=RetryStrategy.none, max_attempts=5)
     action = Flaky(1, SinkRejected("down"))
     with pytest.raises(SinkRejected):
         _run(action, policy, [])

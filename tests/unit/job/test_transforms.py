@@ -49,10 +49,17 @@ def run(
     frame: DataFrame,
     *documents: dict[str, Any],
     read_source: Callable[[spec.Source], DataFrame] = no_sources,
-    on_filter: RowCounter | None = None,
+    filter_counters: dict[str, RowCounter] | None = None,
 ) -> DataFrame:
+    def count_filter(stage: str) -> RowCounter:
+        assert filter_counters is not None
+        return filter_counters.setdefault(stage, RowCounter(stage))
+
     context = TransformContext(
-        spark=frame.sparkSession, read_source=read_source, pipeline="test", on_filter=on_filter
+        spark=frame.sparkSession,
+        read_source=read_source,
+        pipeline="test",
+        filter_counter=count_filter if filter_counters is not None else None,
     )
     return apply_transforms(frame, [parse(document) for document in documents], context)
 
@@ -119,22 +126,23 @@ def test_filter_keeps_rows_where_the_condition_holds(orders: DataFrame) -> None:
 
 
 def test_filter_counts_removed_rows_including_null_conditions(orders: DataFrame) -> None:
-    counter = RowCounter("filtered")
-    result = run(orders, {"transformType": "Filter", "condition": "amount > 8"}, on_filter=counter)
+    counters: dict[str, RowCounter] = {}
+    result = run(orders, {"transformType": "Filter", "condition": "amount > 8"}, filter_counters=counters)
     assert rows(result) == same_rows([ORDERS[0], ORDERS[1], ORDERS[4]])
-    assert counter.values() == {"rows": 5, "removed": 2}
+    assert counters["transforms[0] (Filter)"].values() == {"rows": 5, "removed": 2}
 
 
-def test_only_the_first_filter_stage_is_counted(orders: DataFrame) -> None:
-    counter = RowCounter("filtered")
+def test_every_filter_stage_is_counted(orders: DataFrame) -> None:
+    counters: dict[str, RowCounter] = {}
     result = run(
         orders,
         {"transformType": "Filter", "condition": "status = 'paid'"},
         {"transformType": "Filter", "condition": "amount > 10"},
-        on_filter=counter,
+        filter_counters=counters,
     )
     assert rows(result) == same_rows([ORDERS[1], ORDERS[4]])
-    assert counter.values() == {"rows": 5, "removed": 1}
+    assert counters["transforms[0] (Filter)"].values() == {"rows": 5, "removed": 1}
+    assert counters["transforms[1] (Filter)"].values() == {"rows": 4, "removed": 2}
 
 
 # --- Select ----------------------------------------------------------------------------------
@@ -619,7 +627,7 @@ def test_watermark_is_in_a_streaming_plan(
         stream,
         {"transformType": "Filter", "condition": "amount > 0"},
         time_window(windowDuration="5 minutes", watermark="10 minutes", aggregations={"amount": "sum"}),
-        on_filter=RowCounter("filtered"),
+        filter_counters={},
     )
     result.explain(extended=True)
     assert "EventTimeWatermark" in capsys.readouterr().out
