@@ -1,0 +1,199 @@
+"""A whole batch run on local files: rows, metrics, bad records and failures, exactly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+
+from etl_job.context import RunContext
+from etl_job.errors import DataError, SchemaViolation, SourceUnavailable
+from etl_job.manifest import parse_manifest
+from etl_job.pipeline import run_pipeline
+from etl_job.schemas import SchemaRegistry
+
+REPO = Path(__file__).resolve().parents[3]
+SCHEMAS = SchemaRegistry([REPO / "examples" / "schemas"])
+HEADER = "event_id,user_id,country,event_type,amount,event_time\n"
+GOOD_ROWS = [
+    "1,u001,DE,purchase,10.50,2026-11-01T10:00:00Z",
+    "2,u001,DE,purchase,4.50,2026-11-01T11:00:00Z",
+    "3,u002,FR,view,0.00,2026-11-01T12:00:00Z",
+    "4,u003,FR,purchase,7.25,2026-11-02T09:30:00Z",
+    "5,u002,FR,refund,-3.00,2026-11-02T10:00:00Z",
+]
+
+
+def write_events(folder: Path, rows: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "events.csv").write_text(HEADER + "\n".join(rows) + "\n")
+    return folder
+
+
+def run(spark: SparkSession, tmp_path: Path, spec: dict[str, Any]) -> Any:
+    pipeline = parse_manifest({"metadata": {"name": "test-run"}, "spec": spec})
+    return run_pipeline(pipeline, RunContext(pipeline="test-run", spark=spark, base_dir=tmp_path), SCHEMAS)
+
+
+def extract(schema: bool = True) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "sourceType": "S3",
+        "path": "in/",
+        "format": "csv",
+        "options": {"header": "true"},
+    }
+    if schema:
+        block["schemaName"] = "user-event"
+    return block
+
+
+def parquet_rows(spark: SparkSession, path: Path, *columns: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row) for row in spark.read.parquet(str(path)).select(*columns).collect())
+
+
+def test_filter_aggregate_load_with_exact_rows_and_metrics(spark: SparkSession, tmp_path: Path) -> None:
+    write_events(tmp_path / "in", GOOD_ROWS)
+    metrics = run(
+        spark,
+        tmp_path,
+        {
+            "extract": extract(),
+            "transforms": [
+                {"transformType": "Filter", "condition": "event_type = 'purchase'"},
+                {
+                    "transformType": "Aggregation",
+                    "groupBy": ["user_id", "country"],
+                    "aggregations": [
+                        {"column": "amount", "function": "sum", "as": "total_amount"},
+                        {"column": "event_id", "function": "count", "as": "event_count"},
+                    ],
+                },
+            ],
+            "load": {
+                "sinkType": "S3",
+                "path": "out/",
+                "format": "parquet",
+                "writeMode": "overwrite",
+                "schemaName": "user-summary",
+            },
+        },
+    )
+    assert parquet_rows(spark, tmp_path / "out", "user_id", "country", "total_amount", "event_count") == [
+        ("u001", "DE", 15.0, 2),
+        ("u003", "FR", 7.25, 1),
+    ]
+    assert (metrics.records_extracted, metrics.records_filtered, metrics.records_transformed) == (5, 2, 2)
+    assert (metrics.records_loaded, metrics.records_failed, metrics.retry_count) == (2, 0, 0)
+    assert metrics.success_rate == 1.0
+
+
+def test_a_bad_record_fails_the_run_naming_row_and_field_and_writes_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    write_events(tmp_path / "in", [*GOOD_ROWS, "6,u004,US,purchase,abc,2026-11-03T08:00:00Z"])
+    with pytest.raises(DataError) as raised:
+        run(
+            spark,
+            tmp_path,
+            {
+                "extract": extract(),
+                "load": {"sinkType": "S3", "path": "out/", "format": "parquet"},
+            },
+        )
+    message = str(raised.value)
+    assert "event_id=6" in message
+    assert "amount" in message
+    assert "abc" in message
+    # The failed job committed nothing: no data files, no _SUCCESS marker.
+    assert not list((tmp_path / "out").rglob("*.parquet"))
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    assert raised.value.exit_code == 3
+
+
+def test_tolerance_all_dead_letters_bad_records_and_the_counts_add_up(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    bad = ["6,u004,US,purchase,abc,2026-11-03T08:00:00Z", "7,u005,XX,teleport,1.00,2026-11-03T09:00:00Z"]
+    write_events(tmp_path / "in", [*GOOD_ROWS, *bad])
+    metrics = run(
+        spark,
+        tmp_path,
+        {
+            "extract": extract(),
+            "load": {"sinkType": "S3", "path": "out/", "format": "parquet"},
+            "errorHandling": {
+                "tolerance": "all",
+                "deadLetter": {"type": "s3", "path": "dlq/", "format": "json"},
+            },
+        },
+    )
+    assert parquet_rows(spark, tmp_path / "out", "event_id") == [(1,), (2,), (3,), (4,), (5,)]
+    assert (metrics.records_extracted, metrics.records_loaded, metrics.records_failed) == (7, 5, 2)
+    assert metrics.records_extracted == metrics.records_loaded + metrics.records_failed
+    assert metrics.success_rate == pytest.approx(5 / 7, abs=1e-6)
+
+    letters = [
+        json.loads(line)
+        for path in (tmp_path / "dlq").rglob("*.json")
+        for line in path.read_text().splitlines()
+    ]
+    assert sorted(json.loads(letter["originalRecord"])["event_id"] for letter in letters) == ["6", "7"]
+    by_id = {json.loads(letter["originalRecord"])["event_id"]: letter for letter in letters}
+    assert set(by_id["6"]) >= {
+        "timestamp",
+        "pipelineId",
+        "stage",
+        "errorType",
+        "errorMessage",
+        "originalRecord",
+        "originalSchema",
+        "attemptNumber",
+        "context",
+    }
+    assert by_id["6"]["pipelineId"] == "test-run"
+    assert by_id["6"]["stage"] == "extract"
+    assert by_id["6"]["originalSchema"] == "user-event"
+    assert "amount" in by_id["6"]["errorMessage"]
+    assert "event_type" in by_id["7"]["errorMessage"]
+    assert [p.name for p in (tmp_path / "dlq").iterdir() if p.is_dir()][0].startswith("date=")
+
+
+def test_a_missing_input_path_is_source_unavailable(spark: SparkSession, tmp_path: Path) -> None:
+    with pytest.raises(SourceUnavailable, match="path in/ does not exist") as raised:
+        run(spark, tmp_path, {"extract": extract(schema=False), "load": {"sinkType": "S3", "path": "out/"}})
+    assert raised.value.exit_code == 4
+
+
+def test_columns_that_cannot_fit_the_schema_fail_before_reading_rows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "events.csv").write_text("event_id,user_id\n1,u001\n")
+    with pytest.raises(SchemaViolation, match="extract"):
+        run(spark, tmp_path, {"extract": extract(), "load": {"sinkType": "S3", "path": "out/"}})
+
+
+def test_partitioned_json_output_with_compression(spark: SparkSession, tmp_path: Path) -> None:
+    write_events(tmp_path / "in", GOOD_ROWS)
+    metrics = run(
+        spark,
+        tmp_path,
+        {
+            "extract": extract(schema=False),
+            "transforms": [{"transformType": "Select", "columns": ["event_id", "country"]}],
+            "load": {
+                "sinkType": "S3",
+                "path": "out/",
+                "format": "json",
+                "partitionBy": ["country"],
+                "compression": "gzip",
+            },
+        },
+    )
+    assert metrics.records_loaded == 5
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["country=DE", "country=FR"]
+    assert list((tmp_path / "out" / "country=DE").glob("*.json.gz"))
