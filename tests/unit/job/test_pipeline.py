@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,8 @@ def test_tolerance_all_dead_letters_bad_records_and_the_counts_add_up(
     assert by_id["6"]["originalSchema"] == "user-event"
     assert "amount" in by_id["6"]["errorMessage"]
     assert "event_type" in by_id["7"]["errorMessage"]
-    assert [p.name for p in (tmp_path / "dlq").iterdir() if p.is_dir()][0].startswith("date=")
+    today = datetime.now(UTC).date().isoformat()
+    assert [p.name for p in (tmp_path / "dlq").iterdir() if p.is_dir()] == [f"date={today}"]
 
 
 def test_a_missing_input_path_is_source_unavailable(spark: SparkSession, tmp_path: Path) -> None:
