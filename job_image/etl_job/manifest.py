@@ -65,7 +65,10 @@ def to_manifest(document: Mapping[str, Any], default_name: str) -> tuple[dict[st
         result = legacy.convert(document)
         return result.manifest, list(result.warnings)
     if "spec" in document:
-        return dict(document), []
+        manifest = dict(document)
+        metadata = dict(manifest.get("metadata") or {})
+        metadata.setdefault("name", default_name)
+        return {**manifest, "metadata": metadata}, []
     if "extract" in document:
         return {"metadata": {"name": default_name}, "spec": dict(document)}, []
     raise ConfigurationError(
