@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit lint crds system-packages test-system-packages components kube minio kafka spark-jars clean
+.PHONY: run test unit bench lint crds system-packages test-system-packages components kube minio kafka spark-jars clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -20,6 +20,11 @@ test: test-system-packages $(VENV)/.installed
 ## unit: the fast tests alone (no servers)
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+## bench: the job against hand-written PySpark (BENCH_ROWS rows, default 5 million)
+BENCH_ROWS ?= 5000000
+bench: system-packages $(VENV)/.installed
+	$(BIN)/python bench/job_vs_pyspark.py --rows $(BENCH_ROWS)
 
 ## lint: ruff, mypy and hadolint
 lint: $(VENV)/.installed
