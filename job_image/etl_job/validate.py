@@ -18,6 +18,11 @@ Valid rows come out conformed: each field cast to its Avro type's Spark type (en
 timestamp-millis as timestamps, integral timestamps read as epoch millis or micros, dates as
 epoch days), in schema order. Decimals are rounded to their scale, as Spark casts do. A missing
 optional field is filled with its default, else null.
+
+Cost: no Spark action, no explode, and the checks of flat fields run in whole-stage generated
+code (a higher-order function would turn it off for the whole stage; only arrays and maps in a
+schema need them). What remains is intrinsic: every field is read and parsed, including
+columns the load itself would have pruned (a CSV's timestamps above all).
 """
 
 from __future__ import annotations
@@ -362,11 +367,13 @@ def _convert(value: Any, source: Any, target: AvroType, target_type: Any) -> Any
         by_epoch = {
             "timestamp-millis": F.timestamp_millis,
             "timestamp-micros": F.timestamp_micros,
-            "date": F.date_from_unix_date,
         }
         logical = logical_type(target)
         if logical in by_epoch:
             return by_epoch[logical](value)
+        if logical == "date":
+            # Days since the epoch are an Avro int: a long beyond it does not cast.
+            return F.date_from_unix_date(value.try_cast("int"))
     return value.try_cast(target_type)
 
 
@@ -379,8 +386,10 @@ def _always_converts(source: Any, target: Any) -> bool:
     integral_width = {T.ByteType: 1, T.ShortType: 2, T.IntegerType: 3, T.LongType: 4}
     if type(source) in integral_width and type(target) in integral_width:
         return integral_width[type(source)] <= integral_width[type(target)]
-    if isinstance(source, T.IntegralType) and isinstance(target, (T.DateType, T.TimestampType, T.DoubleType)):
+    if isinstance(source, T.IntegralType) and isinstance(target, (T.TimestampType, T.DoubleType)):
         return True
+    if isinstance(source, T.IntegralType) and isinstance(target, T.DateType):
+        return not isinstance(source, T.LongType)
     if isinstance(source, T.FloatType) and isinstance(target, T.DoubleType):
         return True
     if isinstance(source, T.DecimalType) and isinstance(target, T.DecimalType):
@@ -472,8 +481,8 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
 
     record, named = _record(avro_schema)
     fields = _fields(_column, frame_schema, record, "", named)
-    checked = [conformed.rules for _, conformed in fields if conformed.rules]
-    messages = [_first_of(rules, lambda r: r.message) for rules in checked]
+    ruled = [conformed.rules for _, conformed in fields if conformed.rules]
+    messages = [_first_of(rules, lambda r: r.message) for rules in ruled]
     no_errors = F.array().cast("array<string>")
     errors = no_errors
     if messages:
@@ -486,8 +495,8 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
     extras = [_column(c.name) for c in frame_schema.fields if c.name not in field_names]
     output = [conformed.value.alias(name) for name, conformed in fields] + extras
     # The fields are checked in schema order, so the first non-null one is the first message's.
-    first_field = F.coalesce(*[_first_of(rules, lambda r: r.field) for rules in checked], F.lit(None))
-    first_type = F.coalesce(*[_first_of(rules, lambda r: r.error_type) for rules in checked], F.lit(None))
+    first_field = F.coalesce(*[_first_of(rules, lambda r: r.field) for rules in ruled], F.lit(None))
+    first_type = F.coalesce(*[_first_of(rules, lambda r: r.error_type) for rules in ruled], F.lit(None))
     return _FramePlan(errors, output, first_field.cast("string"), first_type.cast("string"))
 
 

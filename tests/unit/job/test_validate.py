@@ -108,6 +108,16 @@ def test_nested_types_are_checked_field_by_field(spark: Any) -> None:
     ]
 
 
+def test_a_record_needs_a_struct(spark: Any) -> None:
+    frame = spark.createDataFrame([], "order_id long, customer string, scores array<double>")
+
+    assert check_columns(frame.schema, ORDER, "load") == [
+        "load: field customer: string cannot be cast to record Customer",
+        "load: field quantities: required by Order but missing",
+        "load: field created: required by Order but missing",
+    ]
+
+
 def test_validate_rows_refuses_columns_that_cannot_fit(spark: Any) -> None:
     frame = spark.createDataFrame([], "id array<int>, kind string, price string")
 
@@ -258,6 +268,31 @@ def test_nested_records_arrays_maps_and_timestamps(spark: Any) -> None:
             "field scores[]: 'x' does not cast to double; "
             "field quantities[]: 'z' does not cast to int",
         ),
+    ]
+
+
+def test_integral_epochs_are_read_as_avro_writes_them(spark: Any) -> None:
+    schema = {
+        "type": "record",
+        "name": "Epochs",
+        "fields": [
+            {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+            {"name": "millis", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+            {"name": "micros", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        ],
+    }
+    frame = spark.createDataFrame(
+        [(19000, 1500, 1500), (3_000_000_000, 0, 0)], "day long, millis int, micros long"
+    )
+
+    result = validate_rows(frame, schema, "extract")
+
+    as_text = result.valid.select(*[F.col(c).cast("string") for c in ("day", "millis", "micros")])
+    assert as_text.collect() == [
+        Row(day="2022-01-08", millis="1970-01-01 00:00:01.5", micros="1970-01-01 00:00:00.0015")
+    ]
+    assert [row.errorMessage for row in result.invalid.collect()] == [
+        "field day: '3000000000' does not cast to date"
     ]
 
 
