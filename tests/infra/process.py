@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
@@ -31,6 +32,18 @@ TIMINGS: list[Timing] = []
 
 #: Temp dirs of the servers started in this run; removed at the end of a run that passed.
 WORKDIRS: list[Path] = []
+
+#: Servers still running. A start that fails half-way (etcd up, the API server not) leaves
+#: processes no fixture owns yet; they are stopped when the test process exits.
+_RUNNING: set[ServerProcess] = set()
+
+
+def stop_all() -> None:
+    for process in list(_RUNNING):
+        process.stop()
+
+
+atexit.register(stop_all)
 
 
 class timed:
@@ -120,7 +133,7 @@ def run_checked(
     return done.stdout
 
 
-@dataclass
+@dataclass(eq=False)
 class ServerProcess:
     """One long-running server of the harness, its output captured in a log file."""
 
@@ -148,6 +161,7 @@ class ServerProcess:
                 )
             except OSError as failed:
                 raise HarnessError(f"{self.name}: cannot execute {self.argv[0]}: {failed}") from failed
+        _RUNNING.add(self)
         return self
 
     @property
@@ -180,6 +194,7 @@ class ServerProcess:
             time.sleep(0.2)
 
     def stop(self, grace: float = 15.0) -> None:
+        _RUNNING.discard(self)
         if self._popen is None or self._popen.poll() is not None:
             return
         # The server runs in its own session: signal the whole group, helpers included.

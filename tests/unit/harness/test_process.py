@@ -68,3 +68,10 @@ def test_a_failed_build_script_names_the_component(tmp_path: Path, monkeypatch: 
     script.write_text("echo 'go: module not found' >&2; exit 1\n")
     with pytest.raises(HarnessError, match=r"minio: build\.sh failed with 1:\ngo: module not found"):
         ensure_built("minio", script)
+
+
+def test_servers_left_running_by_a_failed_start_are_stopped_at_exit(tmp_path: Path) -> None:
+    server = _server(tmp_path, "import time; time.sleep(60)").start()
+    assert server.running
+    process.stop_all()
+    assert not server.running

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from etl_job.context import RunContext
 from etl_job.errors import DataError, SchemaViolation, SourceUnavailable
-from etl_job.manifest import parse_manifest
+from etl_job.manifest import load_pipeline, parse_manifest
 from etl_job.pipeline import run_pipeline
 from etl_job.schemas import SchemaRegistry
 
@@ -199,3 +200,20 @@ def test_partitioned_json_output_with_compression(spark: SparkSession, tmp_path:
     assert metrics.records_loaded == 5
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.is_dir()) == ["country=DE", "country=FR"]
     assert list((tmp_path / "out" / "country=DE").glob("*.json.gz"))
+
+
+@pytest.mark.parametrize("example", ["quickstart.yaml", "legacy/quickstart.json"])
+def test_the_quickstart_and_its_legacy_twin_run(spark: SparkSession, tmp_path: Path, example: str) -> None:
+    examples = tmp_path / "examples"
+    shutil.copytree(REPO / "examples", examples, ignore=shutil.ignore_patterns("output"))
+    loaded = load_pipeline(examples / example)
+    context = RunContext(pipeline=loaded.pipeline.name, spark=spark, base_dir=loaded.base_dir)
+    metrics = run_pipeline(loaded.pipeline, context, SCHEMAS)
+    purchases = spark.read.option("header", "true").csv(str(examples / "data" / "events.csv"))
+    expected_groups = purchases.where("event_type = 'purchase' AND CAST(amount AS DOUBLE) > 0").select(
+        "user_id", "country"
+    )
+    assert metrics.records_extracted == 2000
+    assert metrics.records_failed == 0
+    assert metrics.records_filtered == 2000 - expected_groups.count()
+    assert metrics.records_loaded == expected_groups.distinct().count()

@@ -53,7 +53,9 @@ def test_jitter_stays_under_the_exponential_bound() -> None:
 
 
 def test_fixed_delay() -> None:
-    policy = RetryPolicy(strategy=RetryStrategy.fixed, max_attempts=3, initial_delay_seconds=2, max_delay_seconds=2)
+    policy = RetryPolicy(
+        strategy=RetryStrategy.fixed, max_attempts=3, initial_delay_seconds=2, max_delay_seconds=2
+    )
     sleeps: list[float] = []
     assert _run(Flaky(2, SinkRejected("down")), policy, sleeps) == 3
     assert sleeps == [2, 2]
