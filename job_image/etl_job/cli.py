@@ -85,7 +85,11 @@ def schema_dirs(explicit: list[Path] | None, config: Path) -> list[Path]:
     """Where Avro schemas are looked up, first match wins."""
     if explicit:
         return explicit
-    dirs = [config.resolve().parent / "schemas"]
+    # The nearest schemas/ folder at or above the pipeline file, as a project keeps them.
+    nearest = next(
+        (folder / "schemas" for folder in config.resolve().parents if (folder / "schemas").is_dir()), None
+    )
+    dirs = [nearest] if nearest else []
     dirs += [Path(p) for p in os.environ.get("ETL_SCHEMA_DIRS", "").split(os.pathsep) if p]
     return [d for d in dirs if d.is_dir()]
 

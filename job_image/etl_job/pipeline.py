@@ -43,16 +43,21 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     spec = pipeline.spec
     tolerance = Tolerance(spec.error_handling.tolerance)
 
+    # Each count is a Spark Observation, and each costs a little on every row (it sits outside
+    # generated code), so a plan carries as few as the metrics need: a validation point counts
+    # the rows it sees too, and recordsTransformed is recordsLoaded unless output validation
+    # sits between them.
     frame = read_source(spec.extract, context)
-    extracted = RowCounter("extracted")
-    frame = extracted.attach(frame)
     checkpoints: list[_Checkpoint] = []
-
     if spec.extract.schema_name:
         frame, checkpoint = _validate(
             frame, schemas, spec.extract.schema_name, "extract", tolerance, pipeline.name
         )
         checkpoints.append(checkpoint)
+        extracted = checkpoint.counter
+    else:
+        extracted = RowCounter("extracted")
+        frame = extracted.attach(frame)
 
     filter_counters: list[RowCounter] = []
 
@@ -70,16 +75,15 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
             filter_counter=count_filter,
         ),
     )
-    transformed = RowCounter("transformed")
-    frame = transformed.attach(frame)
-
+    loaded = RowCounter("loaded")
+    transformed = loaded
     if spec.load.schema_name:
         frame, checkpoint = _validate(frame, schemas, spec.load.schema_name, "load", tolerance, pipeline.name)
         checkpoints.append(checkpoint)
+        transformed = checkpoint.counter
 
     if spec.performance.parallelism:
         frame = frame.repartition(spec.performance.parallelism)
-    loaded = RowCounter("loaded")
     frame = loaded.attach(frame)
 
     sink = sink_for(spec.load)
