@@ -217,3 +217,33 @@ def test_the_quickstart_and_its_legacy_twin_run(spark: SparkSession, tmp_path: P
     assert metrics.records_failed == 0
     assert metrics.records_filtered == 2000 - expected_groups.count()
     assert metrics.records_loaded == expected_groups.distinct().count()
+
+
+@pytest.mark.parametrize("file_format", ["avro", "parquet", "json", "csv"])
+def test_each_file_format_round_trips(spark: SparkSession, tmp_path: Path, file_format: str) -> None:
+    write_events(tmp_path / "in", GOOD_ROWS)
+    options = {"header": "true"} if file_format == "csv" else {}
+    first = run(
+        spark,
+        tmp_path,
+        {
+            "extract": extract(),
+            "load": {"sinkType": "S3", "path": "stage/", "format": file_format, "options": options},
+        },
+    )
+    second = run(
+        spark,
+        tmp_path,
+        {
+            "extract": {"sourceType": "S3", "path": "stage/", "format": file_format, "options": options},
+            "load": {"sinkType": "S3", "path": "out/", "format": "parquet"},
+        },
+    )
+    assert first.records_loaded == second.records_extracted == second.records_loaded == 5
+    assert parquet_rows(spark, tmp_path / "out", "user_id") == [
+        ("u001",),
+        ("u001",),
+        ("u002",),
+        ("u002",),
+        ("u003",),
+    ]
