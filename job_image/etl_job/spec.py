@@ -658,6 +658,56 @@ class SparkSettings(SpecModel):
     executor: SparkResources = Field(default_factory=SparkResources)
     conf: dict[str, str] = Field(default_factory=dict, description="Extra Spark configuration.")
     image: str | None = Field(default=None, description="Job image; the operator's default when absent.")
+    service_account: Name | None = Field(
+        default=None,
+        description="ServiceAccount of the driver pod (it creates executor pods when executors > 0); "
+        "the operator's default when absent.",
+    )
+
+
+class RestartPolicyType(StrEnum):
+    never = "Never"
+    on_failure = "OnFailure"
+    always = "Always"
+
+
+class RestartPolicy(SpecModel):
+    """What happens after a run ends: restart it, with exponential backoff and jitter, or not."""
+
+    type: RestartPolicyType = Field(
+        default=RestartPolicyType.on_failure,
+        description="Never: a failed run stays failed. OnFailure: a failed run is retried. "
+        "Always: streaming drivers are restarted whenever they end.",
+    )
+    max_retries: int = Field(
+        default=3, ge=0, le=1000, description="Retries of one run trigger (a generation, a schedule slot)."
+    )
+    initial_backoff_seconds: int = Field(default=10, ge=1, description="Delay before the first retry.")
+    max_backoff_seconds: int = Field(default=300, ge=1, description="Cap of the growing delay.")
+    backoff_multiplier: float = Field(default=2.0, ge=1.0, le=10.0)
+
+    @model_validator(mode="after")
+    def _backoff_ordered(self) -> RestartPolicy:
+        if self.max_backoff_seconds < self.initial_backoff_seconds:
+            raise ValueError("maxBackoffSeconds must be >= initialBackoffSeconds")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.maxBackoffSeconds) || !has(self.initialBackoffSeconds) || "
+                "self.maxBackoffSeconds >= self.initialBackoffSeconds",
+                "maxBackoffSeconds must be >= initialBackoffSeconds",
+                ".maxBackoffSeconds",
+            ),
+        )
+    )
+
+
+class ConcurrencyPolicy(StrEnum):
+    forbid = "Forbid"
+    replace = "Replace"
+    allow = "Allow"
 
 
 class Mode(StrEnum):
@@ -682,6 +732,32 @@ class ETLPipelineSpec(SpecModel):
     performance: Performance = Field(default_factory=Performance)
     logging: Logging = Field(default_factory=Logging)
     spark: SparkSettings = Field(default_factory=SparkSettings)
+    restart_policy: RestartPolicy = Field(default_factory=RestartPolicy)
+    concurrency_policy: ConcurrencyPolicy = Field(
+        default=ConcurrencyPolicy.forbid,
+        description="When a scheduled run is due while one runs: Forbid skips it, Replace stops "
+        "the running one, Allow runs both.",
+    )
+    successful_runs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Driver pods of succeeded runs kept for their logs."
+    )
+    failed_runs_history_limit: int = Field(
+        default=3, ge=0, le=100, description="Driver pods of failed runs kept for their logs."
+    )
+    start_timeout_seconds: int = Field(
+        default=600,
+        ge=10,
+        description="A driver not running after this long fails its run (image, scheduling).",
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="A batch run still running after this long is stopped and failed."
+    )
+    pod_template: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Merged into the driver pod: metadata (labels, annotations) and spec (volumes, "
+        "volumeMounts of the driver container via spec.containers[name=driver], tolerations, "
+        "affinity, nodeSelector, priorityClassName, ...).",
+    )
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ETLPipelineSpec:
@@ -797,6 +873,12 @@ class ETLPipelineStatus(SpecModel):
     circuit: CircuitStatus | None = None
     next_run_at: str | None = None
     high_water_mark: str | None = None
+    retries: int = Field(default=0, description="Retries so far of the current run trigger.")
+    backoff_until: str | None = Field(default=None, description="No launch before this time.")
+    rerun_token: str | None = Field(
+        default=None, description="The last value of the etl.sparkops.io/rerun annotation acted on."
+    )
+    last_schedule_time: str | None = Field(default=None, description="The schedule slot last launched.")
 
 
 class ETLPipeline(SpecModel):
