@@ -705,9 +705,9 @@ class RestartPolicy(SpecModel):
 
 
 class ConcurrencyPolicy(StrEnum):
-    forbid = "Forbid"
-    replace = "Replace"
-    allow = "Allow"
+    FORBID = "Forbid"
+    REPLACE = "Replace"  # upper case: `replace` would shadow str.replace
+    ALLOW = "Allow"
 
 
 class Mode(StrEnum):
@@ -734,7 +734,7 @@ class ETLPipelineSpec(SpecModel):
     spark: SparkSettings = Field(default_factory=SparkSettings)
     restart_policy: RestartPolicy = Field(default_factory=RestartPolicy)
     concurrency_policy: ConcurrencyPolicy = Field(
-        default=ConcurrencyPolicy.forbid,
+        default=ConcurrencyPolicy.FORBID,
         description="When a scheduled run is due while one runs: Forbid skips it, Replace stops "
         "the running one, Allow runs both.",
     )
