@@ -1,0 +1,67 @@
+"""Names and labels of what the operator creates for a pipeline's runs.
+
+Names are derived from the pipeline and the run number only, so an operator that restarts
+finds the pods it made (AlreadyExists means "already mine") instead of creating twins."""
+
+from __future__ import annotations
+
+import hashlib
+
+GROUP = "etl.sparkops.io"
+
+#: Labels on every object the operator creates for a run.
+LABEL_PIPELINE = f"{GROUP}/pipeline"
+LABEL_RUN = f"{GROUP}/run"
+LABEL_GENERATION = f"{GROUP}/generation"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+MANAGED_BY = "sparkops-etl"
+
+#: Annotations users set on an ETLPipeline.
+ANNOTATION_RERUN = f"{GROUP}/rerun"
+
+#: Name of the driver container in the pod; a pod template addresses it by this name.
+DRIVER_CONTAINER = "driver"
+
+_MAX_NAME = 63
+
+
+def _bounded(name: str, limit: int = _MAX_NAME) -> str:
+    """`name` if it fits a DNS label, else a prefix and a stable hash of the whole."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
+def run_name(pipeline: str, run: int) -> str:
+    """Base name of one run's objects: `<pipeline>-run-<n>`, bounded to 63 characters
+    with the suffixes below added."""
+    return _bounded(f"{pipeline}-run-{run}", _MAX_NAME - len("-driver-svc"))
+
+
+def driver_pod_name(pipeline: str, run: int) -> str:
+    return f"{run_name(pipeline, run)}-driver"
+
+
+def driver_service_name(pipeline: str, run: int) -> str:
+    return f"{run_name(pipeline, run)}-driver-svc"
+
+
+def config_map_name(pipeline: str, run: int) -> str:
+    return f"{run_name(pipeline, run)}-config"
+
+
+def run_labels(pipeline: str, run: int, generation: int) -> dict[str, str]:
+    return {
+        LABEL_PIPELINE: _bounded(pipeline),
+        LABEL_RUN: str(run),
+        LABEL_GENERATION: str(generation),
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_COMPONENT: "driver",
+    }
+
+
+def pipeline_selector(pipeline: str) -> str:
+    """Label selector of every run object of one pipeline."""
+    return f"{LABEL_PIPELINE}={_bounded(pipeline)},{LABEL_MANAGED_BY}={MANAGED_BY}"
