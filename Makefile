@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench lint crds system-packages test-system-packages components kube minio kafka spark-jars clean
+.PHONY: run test unit bench lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -35,6 +35,7 @@ lint: $(VENV)/.installed
 ## crds: regenerate the ETLPipeline CRD in crds/ from the pipeline contract (job_image/etl_job/spec.py)
 crds: $(VENV)/.installed
 	$(BIN)/python -c "from etl_job.crd import crd_yaml; print(crd_yaml(), end='')" > crds/etlpipelines.etl.sparkops.io.yaml
+	cp crds/etlpipelines.etl.sparkops.io.yaml helm/sparkops-etl/crds/etlpipelines.etl.sparkops.io.yaml
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,12 +50,14 @@ test-system-packages:
 	.ci/install-system-packages.sh --tests
 
 ## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version)
-components: kube minio kafka spark-jars
+components: kube minio helm kafka spark-jars
 
 kube:
 	tests/infra/build/build-kube.sh
 minio:
 	tests/infra/build/build-minio.sh
+helm:
+	tests/infra/build/build-helm.sh
 kafka:
 	tests/infra/build/fetch-kafka.sh
 spark-jars:
