@@ -87,6 +87,9 @@ class OperatorDefaults:
     #: A ConfigMap of .avsc files in the pipeline's namespace, mounted at SCHEMAS_DIR when it exists.
     schemas_config_map: str | None = None
     job_entry_point: str = JOB_ENTRY_POINT
+    #: Put before the driver's command, e.g. ("/usr/bin/tini", "--") to keep the job image's init as
+    #: PID 1 (signal forwarding, zombie reaping). Empty: the job is PID 1 and must handle SIGTERM.
+    init_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,7 @@ def driver_pod(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> d
 def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> dict[str, Any]:
     spark = pipeline.spec.spark
     memory = f"{driver_memory_mib(spark.driver.memory)}Mi"
+    argv = driver_argv(pipeline, run, defaults)
     mounts = [
         {"name": _PIPELINE_VOLUME, "mountPath": PIPELINE_DIR, "readOnly": True},
         {"name": _LOCAL_DIR_VOLUME, "mountPath": SPARK_LOCAL_DIR},
@@ -235,7 +239,10 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
         "name": naming.DRIVER_CONTAINER,
         "image": spark.image or defaults.job_image,
         "imagePullPolicy": defaults.image_pull_policy,
-        "args": driver_args(pipeline, run, defaults),
+        # command, not just args: the fake kubelet of the tests runs no image entrypoint, and an
+        # init from the image is opted into with OperatorDefaults.init_command.
+        "command": [*defaults.init_command, argv[0]],
+        "args": argv[1:],
         "env": driver_env(pipeline, defaults),
         "resources": {
             "requests": {"cpu": str(spark.driver.cores), "memory": memory},
@@ -264,8 +271,8 @@ def spark_master(pipeline: PipelineRef) -> str:
     return K8S_MASTER if spark.executors > 0 else f"local[{spark.driver.cores}]"
 
 
-def driver_args(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[str]:
-    """The driver container's args (the image's entrypoint, tini, runs them)."""
+def driver_argv(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[str]:
+    """What the driver container runs: `etl run` in local mode, else `spark-submit` of the job."""
     spark = pipeline.spec.spark
     if spark.executors == 0:
         return [

@@ -130,8 +130,8 @@ def test_local_mode_pod_is_exactly_this() -> None:
                     "name": "driver",
                     "image": "registry.local/etl-job:1.0",
                     "imagePullPolicy": "IfNotPresent",
+                    "command": ["etl"],
                     "args": [
-                        "etl",
                         "run",
                         "/etc/etl/pipeline/pipeline.json",
                         "--master",
@@ -223,6 +223,13 @@ def test_memory_request_is_heap_plus_spark_overhead(memory: str, heap_mib: int, 
     assert driver_memory_mib(memory) == pod_mib
 
 
+def test_init_command_goes_before_the_job() -> None:
+    defaults = OperatorDefaults(job_image="img", init_command=("/usr/bin/tini", "--"))
+    driver = _driver(render_run(_pipeline(), 7, defaults).pod)
+    assert driver["command"] == ["/usr/bin/tini", "--", "etl"]
+    assert driver["args"][0] == "run"
+
+
 def test_schemas_config_map_is_mounted_when_configured() -> None:
     defaults = OperatorDefaults(job_image="img", schemas_config_map="etl-schemas")
     pod = render_run(_pipeline(), 7, defaults).pod
@@ -242,9 +249,9 @@ def test_schemas_config_map_is_mounted_when_configured() -> None:
 def test_distributed_driver_runs_spark_submit_in_client_mode() -> None:
     manifests = render_run(_pipeline(_distributed()), 7, DEFAULTS)
     driver = _driver(manifests.pod)
+    assert driver["command"] == ["spark-submit"]
     args: list[str] = driver["args"]
-    assert args[:7] == [
-        "spark-submit",
+    assert args[:6] == [
         "--master",
         "k8s://https://kubernetes.default.svc",
         "--deploy-mode",
@@ -478,7 +485,7 @@ def test_template_driver_entry_is_merged_into_the_driver_and_others_are_sidecars
     assert driver["env"][-2:] == template["spec"]["containers"][0]["env"]  # type: ignore[index]
     assert driver["env"][0]["name"] == "ETL_TERMINATION_LOG"
     assert driver["resources"] == {"requests": {"cpu": "3", "memory": "8Gi"}, "limits": {"memory": "8Gi"}}
-    assert driver["args"][:2] == ["etl", "run"]
+    assert [*driver["command"], *driver["args"][:1]] == ["etl", "run"]
 
 
 def test_template_does_not_change_the_input_pod() -> None:
