@@ -262,3 +262,22 @@ def test_namespaced_operator_acts_only_in_watched_namespaces(
     )
     peering = kube_cluster.kubectl("get", "kopfpeerings.kopf.dev", namespace, "-n", watched, check=False)
     assert peering.returncode == 0, peering.stderr
+
+
+def test_helm_install_and_uninstall_on_the_api_server(
+    helm: Helm, kube_cluster: KubeCluster, namespace: str
+) -> None:
+    # helm itself: crds/ first (the peering object needs its kind), then the templates.
+    release = namespace[-20:].strip("-")
+    kubeconfig = f"--kubeconfig={kube_cluster.kubeconfig}"
+    helm.run(
+        "install", release, str(CHART), kubeconfig, "--namespace", namespace,
+        "--set", f"peering.name={release}",
+    )  # fmt: skip
+    try:
+        peering = kube_cluster.kubectl("get", "clusterkopfpeerings.kopf.dev", release, check=False)
+        assert peering.returncode == 0, peering.stderr
+        kube_cluster.kubectl("get", "deployment", f"{release}-sparkops-etl", "-n", namespace)
+    finally:
+        helm.run("uninstall", release, kubeconfig, "--namespace", namespace)
+    assert kube_cluster.kubectl("get", "clusterrole", f"{release}-sparkops-etl", check=False).returncode != 0
