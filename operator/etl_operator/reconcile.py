@@ -232,6 +232,13 @@ def _track_runs(
             _track_alive(work, spec, record, pod, rng)
 
 
+def _note_last_run(work: _Work, record: RunRecord) -> None:
+    """lastRun is the newest run that ended: an older run ending later (Allow, Replace) does not take it."""
+    last = work.status.last_run
+    if last is None or record.run >= last.run:
+        work.update(last_run=record)
+
+
 def _track_stopping(work: _Work, record: RunRecord, pod: ObservedRun | None) -> None:
     if pod is not None and not pod.driver_terminated:
         if not pod.deleting:
@@ -247,7 +254,7 @@ def _track_stopping(work: _Work, record: RunRecord, pod: ObservedRun | None) -> 
         }
     )
     work.put_run(stopped)
-    work.update(last_run=stopped)
+    _note_last_run(work, stopped)
     work.event("Normal", "RunStopped", f"run {record.run} stopped ({record.reason})")
 
 
@@ -310,7 +317,7 @@ def _complete(
         }
     )
     work.put_run(finished)
-    work.update(last_run=finished)
+    _note_last_run(work, finished)
     circuit = work.status.circuit or CircuitStatus()
     breaker = spec.error_handling.circuit_breaker
     if outcome.succeeded:

@@ -585,3 +585,15 @@ def test_a_problem_does_not_abandon_a_run_in_flight() -> None:
     assert decision.status.last_run is not None
     assert decision.status.last_run.phase == "Succeeded"
     assert launches(decision) == []
+
+
+def test_an_older_run_ending_later_does_not_become_the_last_run() -> None:
+    replace = make_spec(schedule="0 * * * *", concurrencyPolicy="Replace")
+    decision = scheduled_and_running(replace)
+    done = decide(replace, decision.status, [running_pod(1, deleting=True), succeeded_pod(2)], NOW)
+    assert done.status.last_run is not None
+    assert done.status.last_run.run == 2
+    stopped = decide(replace, done.status, [succeeded_pod(2)], NOW)
+    assert stopped.status.last_run is not None
+    assert stopped.status.last_run.run == 2
+    assert [r.phase for r in stopped.status.runs] == ["Succeeded", "Stopped"]
