@@ -157,3 +157,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if exitstatus == 0:
         for path in WORKDIRS:
             shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def fake_kubelet(kube_cluster: KubeCluster, namespace: str) -> Iterator[Any]:
+    """A fake kubelet serving the test's namespace: it runs each managed pod's command as a
+    local process (`fake_kubelet.flip_phases(message)` switches to flipping phases only)."""
+    from tests.infra.fake_kubelet import FakeKubelet
+    from tests.infra.process import make_workdir
+
+    kubelet = FakeKubelet(kube_cluster.kubeconfig, make_workdir("fake-kubelet"), namespaces=[namespace])
+    # Registered as a (never started) process, so a failing test shows the kubelet's log.
+    _PROCESSES_BY_FIXTURE["fake_kubelet"] = [ServerProcess("fake-kubelet", [], log_path=kubelet.log_path)]
+    yield kubelet.start()
+    kubelet.stop()
