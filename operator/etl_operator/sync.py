@@ -1,0 +1,155 @@
+"""One pass for one pipeline: read what the API says now, decide (reconcile, pure), act.
+
+Everything here is I/O at the edges around reconcile(); it runs in a worker thread, one pass
+per pipeline at a time (see workqueue.py)."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubernetes import client
+from pydantic import ValidationError
+
+from etl_job.manifest import field_path
+from etl_job.spec import ETLPipelineSpec, ETLPipelineStatus
+from etl_operator import kube_io
+from etl_operator.observe import observe_pod, parse_time
+from etl_operator.reconcile import (
+    DeletePod,
+    EmitEvent,
+    LaunchRun,
+    PipelineView,
+    SpecProblem,
+    reconcile,
+)
+from etl_operator.render import OperatorDefaults, PipelineRef, RenderError, render_run
+
+log = logging.getLogger("etl_operator.sync")
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    #: Seconds until this pipeline needs another pass (a backoff, a schedule, a timeout).
+    requeue_after: float | None
+    launched: tuple[int, ...] = ()
+
+
+def sync_pipeline(
+    api: client.ApiClient,
+    defaults: OperatorDefaults,
+    namespace: str,
+    name: str,
+    now: datetime,
+    rng: random.Random,
+) -> SyncResult:
+    body = kube_io.read_pipeline(api, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return SyncResult(None)  # owned objects go with it through their ownerReferences
+    spec, problems = parse_spec(body)
+    if spec is not None:
+        problems += secret_problems(kube_io.missing_secret_keys(api, namespace, spec.secret_refs()))
+        problems += render_problems(body, spec, defaults)
+    view = pipeline_view(body, spec)
+    observed = []
+    for pod in kube_io.list_run_pods(api, namespace, name):
+        try:
+            observed.append(observe_pod(pod))
+        except ValueError as unreadable:  # a pod with our labels edited by hand: report, skip
+            log.warning(
+                "pipeline %s/%s: ignoring pod %s: %s", namespace, name, pod["metadata"]["name"], unreadable
+            )
+    decision = reconcile(view, observed, problems, now, rng)
+    launched: list[int] = []
+    for action in decision.actions:
+        if isinstance(action, LaunchRun) and spec is not None:
+            launch(api, body, spec, defaults, action)
+            launched.append(action.run)
+        elif isinstance(action, DeletePod):
+            kube_io.delete_pod(api, namespace, action.name)
+        elif isinstance(action, EmitEvent):
+            kube_io.emit_event(api, body, action.type, action.reason, action.message)
+    kube_io.patch_status(api, namespace, name, status_patch(decision.status))
+    return SyncResult(decision.requeue_after, tuple(launched))
+
+
+def parse_spec(body: Mapping[str, Any]) -> tuple[ETLPipelineSpec | None, list[SpecProblem]]:
+    """The spec, or the problems that name each bad field (the CRD catches most at apply)."""
+    try:
+        return ETLPipelineSpec.model_validate(body.get("spec") or {}), []
+    except ValidationError as invalid:
+        problems = [
+            SpecProblem("InvalidSpec", "spec." + field_path(tuple(error["loc"])) if error["loc"] else "spec",
+                        error["msg"].removeprefix("Value error, "))
+            for error in invalid.errors()
+        ]  # fmt: skip
+        return None, problems
+
+
+def secret_problems(messages: Sequence[str]) -> list[SpecProblem]:
+    return [SpecProblem("SecretMissing", "credentialsRef", message) for message in messages]
+
+
+def render_problems(
+    body: Mapping[str, Any], spec: ETLPipelineSpec, defaults: OperatorDefaults
+) -> list[SpecProblem]:
+    """A pod template or Spark conf the operator refuses is a spec problem, found before any launch."""
+    try:
+        render_run(pipeline_ref(body, spec), 0, defaults)
+    except RenderError as refused:
+        return [SpecProblem("InvalidSpec", refused.field, str(refused))]
+    return []
+
+
+def pipeline_view(body: Mapping[str, Any], spec: ETLPipelineSpec | None) -> PipelineView:
+    metadata = body["metadata"]
+    created = metadata.get("creationTimestamp")
+    return PipelineView(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        generation=int(metadata.get("generation", 1)),
+        spec=spec,
+        status=ETLPipelineStatus.model_validate(body.get("status") or {}),
+        annotations=dict(metadata.get("annotations") or {}),
+        created_at=parse_time(created) if created else None,
+    )
+
+
+def pipeline_ref(body: Mapping[str, Any], spec: ETLPipelineSpec) -> PipelineRef:
+    metadata = body["metadata"]
+    return PipelineRef(
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        uid=metadata["uid"],
+        generation=int(metadata.get("generation", 1)),
+        spec=spec,
+    )
+
+
+def launch(
+    api: client.ApiClient,
+    body: Mapping[str, Any],
+    spec: ETLPipelineSpec,
+    defaults: OperatorDefaults,
+    action: LaunchRun,
+) -> None:
+    """Create the run's objects; an existing one of the same name is ours already."""
+    ref = pipeline_ref(body, spec)
+    manifests = render_run(
+        PipelineRef(ref.name, ref.namespace, ref.uid, action.generation, spec), action.run, defaults
+    )
+    namespace = ref.namespace
+    kube_io.create_if_absent(api, namespace, manifests.config_map)
+    if manifests.service is not None:
+        kube_io.create_if_absent(api, namespace, manifests.service)
+    created = kube_io.create_if_absent(api, namespace, manifests.pod)
+    log.info("pipeline %s/%s: run %d %s", namespace, ref.name, action.run, "launched" if created else "found")
+
+
+def status_patch(status: ETLPipelineStatus) -> dict[str, Any]:
+    """The whole status; fields now empty are sent as null, which a merge patch removes."""
+    return status.model_dump(mode="json", by_alias=True)
