@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.fake_kubelet import FakeKubelet
+from tests.infra.fake_kubelet import FakeKubelet, PathRemap, expand_references
 from tests.infra.kube import KubeCluster
 
 pytestmark = pytest.mark.integration
@@ -291,3 +291,15 @@ def test_phase_flip_mode_reports_running_then_succeeded_without_a_process(
     assert terminated["exitCode"] == 0
     assert json.loads(terminated["message"]) == {"recordsLoaded": 7}
     assert not (fake_kubelet.sandbox(namespace, "flipped") / "log").exists()
+
+
+def test_path_remap_rewrites_whole_paths_longest_first() -> None:
+    remap = PathRemap(
+        {"/etc/etl": "/sb/etc/etl", "/etc/etl/pipeline": "/sb/pipe", "/dev/termination-log": "/sb/tl"}
+    )
+
+    assert remap("--config=/etc/etl/pipeline/p.json") == "--config=/sb/pipe/p.json"
+    assert remap("file:///etc/etl/schemas") == "file:///sb/etc/etl/schemas"
+    assert remap("/etc/etl-old /opt/etc/etl /etc/etlx") == "/etc/etl-old /opt/etc/etl /etc/etlx"
+    assert remap("/dev/termination-log") == "/sb/tl"
+    assert expand_references("$(A)/x $(MISSING) $$(A)", {"A": "/etc/etl"}) == "/etc/etl/x $(MISSING) $(A)"
