@@ -1,0 +1,34 @@
+"""`python -m etl_operator`: check the settings, then run the kopf operator."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import kopf
+
+from etl_operator import handlers  # noqa: F401 - registers the handlers
+from etl_operator.settings import SettingsError, load_settings
+
+
+def main() -> int:
+    try:
+        settings = load_settings(os.environ)
+    except SettingsError as bad:
+        print(f"etl-operator: {bad}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Replicas coordinate through kopf's peering object (the Helm chart creates it); without a
+    # peering name the operator runs alone, and must be the only replica.
+    kopf.run(
+        clusterwide=settings.cluster_wide,
+        namespaces=settings.watch_namespaces,
+        standalone=not settings.peering_name,
+        peering_name=settings.peering_name or None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

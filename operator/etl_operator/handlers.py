@@ -1,0 +1,114 @@
+"""The kopf handlers, kept thin: every event about a pipeline or one of its driver pods asks
+the work queue for a pass over that pipeline; the pass (sync.py) reads what the API says now
+and decides with reconcile(). Nothing is decided from the event's copy of an object."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Hashable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from aiohttp import web
+from kubernetes import client, config
+
+from etl_operator.naming import LABEL_MANAGED_BY, MANAGED_BY
+from etl_operator.render import OperatorDefaults
+from etl_operator.settings import Settings, load_settings
+from etl_operator.sync import sync_pipeline
+from etl_operator.workqueue import WorkQueue
+
+log = logging.getLogger("etl_operator")
+
+
+def api_client() -> client.ApiClient:
+    """In a pod, the ServiceAccount; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+        return client.ApiClient()
+    except config.ConfigException:
+        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def operator_defaults(settings: Settings) -> OperatorDefaults:
+    return OperatorDefaults(
+        job_image=settings.job_image,
+        service_account=settings.driver_service_account,
+        image_pull_policy=settings.image_pull_policy,
+    )
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    operator_settings = load_settings(os.environ)
+    # Events are recorded by the operator itself (reconcile decides them), not from log lines.
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    api = api_client()
+    defaults = operator_defaults(operator_settings)
+    rng = random.Random()
+
+    async def process(key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        namespace, name = str(key[0]), str(key[1])
+        result = await asyncio.to_thread(
+            sync_pipeline, api, defaults, namespace, name, datetime.now(UTC), rng
+        )
+        return result.requeue_after
+
+    queue = WorkQueue(process, workers=4)
+    memo["queue"] = queue
+    memo["queue_task"] = asyncio.create_task(queue.run())
+    memo["health"] = await start_health_server(operator_settings.health_port, memo)
+    log.info(
+        "watching %s with job image %s",
+        ", ".join(operator_settings.watch_namespaces) or "the whole cluster",
+        operator_settings.job_image,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    task = memo.get("queue_task")
+    if task is not None:
+        task.cancel()
+    runner = memo.get("health")
+    if runner is not None:
+        await runner.cleanup()
+
+
+@kopf.on.event("etl.sparkops.io", "v1alpha1", "etlpipelines")
+async def pipeline_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    if type != "DELETED" and namespace:
+        memo["queue"].add((namespace, name))
+
+
+@kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
+async def driver_pod_changed(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    for owner in body.metadata.get("ownerReferences") or []:
+        if owner.get("kind") == "ETLPipeline":
+            memo["queue"].add((namespace, owner["name"]))
+
+
+async def start_health_server(port: int, memo: kopf.Memo) -> web.AppRunner:
+    """/healthz: the event loop answers; /readyz: the work queue is running."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        task = memo.get("queue_task")
+        if task is None or task.done():
+            return web.Response(status=503, text="work queue not running")
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    return runner
