@@ -5,6 +5,7 @@ per pipeline at a time (see workqueue.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from etl_job.manifest import field_path
@@ -67,7 +69,13 @@ def sync_pipeline(
     launched: list[int] = []
     for action in decision.actions:
         if isinstance(action, LaunchRun) and spec is not None:
-            launch(api, body, spec, defaults, action)
+            try:
+                launch(api, body, spec, defaults, action)
+            except ApiException as refused:
+                # Nothing is recorded as launched: the pass fails and is retried, and the
+                # reason (a missing ServiceAccount, a quota, an admission webhook) is an event.
+                kube_io.emit_event(api, body, "Warning", "LaunchFailed", api_message(refused))
+                raise
             launched.append(action.run)
         elif isinstance(action, DeletePod):
             kube_io.delete_pod(api, namespace, action.name)
@@ -153,3 +161,11 @@ def launch(
 def status_patch(status: ETLPipelineStatus) -> dict[str, Any]:
     """The whole status; fields now empty are sent as null, which a merge patch removes."""
     return status.model_dump(mode="json", by_alias=True)
+
+
+def api_message(refused: ApiException) -> str:
+    """The API server's own message for a refused request, else its status line."""
+    try:
+        return str(json.loads(refused.body)["message"])
+    except (TypeError, ValueError, KeyError):
+        return f"{refused.status} {refused.reason}"
