@@ -4,6 +4,7 @@ kubelet runs the real job in it (or only flips its phases), and the status tells
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,7 +93,8 @@ def file_pipeline(tmp_path: Path) -> dict[str, Any]:
             {"transformType": "Aggregation", "groupBy": ["country"],
              "aggregations": [{"column": "amount", "function": "sum", "as": "total_amount"}]},
         ],
-        "load": {"sinkType": "S3", "path": str(tmp_path / "out"), "format": "parquet", "writeMode": "overwrite"},
+        "load": {"sinkType": "S3", "path": str(tmp_path / "out"), "format": "parquet",
+                 "writeMode": "overwrite"},
         "spark": {"driver": {"cores": 1, "memory": "1g"}},
         "podTemplate": {"spec": {"containers": [
             {"name": "driver", "env": [{"name": "ETL_SCHEMA_DIRS", "value": str(examples / "schemas")}]}
@@ -143,9 +145,11 @@ def test_a_missing_secret_is_a_condition_and_no_pod_is_launched(
     }
     apply(kube_cluster, namespace, pipeline("needs-secret", spec))
 
-    ready = wait_for("the Ready condition", lambda: next(
-        (c for c in status(kube_cluster, namespace, "needs-secret").get("conditions", []) if c["type"] == "Ready"),
-        None))  # fmt: skip
+    def ready_condition() -> dict[str, Any] | None:
+        conditions = status(kube_cluster, namespace, "needs-secret").get("conditions", [])
+        return next((c for c in conditions if c["type"] == "Ready"), None)
+
+    ready = wait_for("the Ready condition", ready_condition)
     assert ready["status"] == "False"
     assert ready["reason"] == "SecretMissing"
     assert "db-credentials" in ready["message"]
@@ -185,13 +189,22 @@ def test_a_failing_job_backs_off_then_the_circuit_opens(
 
     time.sleep(3)  # no launch while open
     assert status(kube_cluster, namespace, "flaky")["runCount"] == runs_when_opened
-    wait_for("a half-open trial run", lambda: status(kube_cluster, namespace, "flaky")["runCount"] > runs_when_opened,
-             timeout=60)  # fmt: skip
+    wait_for(
+        "a half-open trial run",
+        lambda: status(kube_cluster, namespace, "flaky")["runCount"] > runs_when_opened,
+        timeout=60,
+    )
 
 
 def test_a_secret_value_never_leaves_the_secret(
-    kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator: KopfRunner, tmp_path: Path
+    kube_cluster: KubeCluster,
+    namespace: str,
+    fake_kubelet: Any,
+    operator: KopfRunner,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)  # the operator runs in this process: its every log line lands here
     fake_kubelet.flip_phases(message=json.dumps({"recordsLoaded": 1}), exit_code=0)
     kube_cluster.kubectl(
         "create",
@@ -217,14 +230,14 @@ def test_a_secret_value_never_leaves_the_secret(
 
     pods = get(kube_cluster, namespace, "pods")
     env = pods["items"][0]["spec"]["containers"][0]["env"]
-    assert {"name": "db-credentials", "key": "password"} in [e["valueFrom"]["secretKeyRef"] for e in env
-                                                              if "secretKeyRef" in e.get("valueFrom", {})]  # fmt: skip
+    secret_refs = [e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})]
+    assert {"name": "db-credentials", "key": "password"} in secret_refs
     places = {
         "pods": pods,
         "configmaps": get(kube_cluster, namespace, "configmaps"),
         "pipeline": get(kube_cluster, namespace, "etlp", "with-secret"),
         "events": get(kube_cluster, namespace, "events"),
-        "operator log": operator.output if hasattr(operator, "output") else "",
+        "operator log": caplog.text,
     }
     for place, content in places.items():
         assert SECRET_VALUE not in json.dumps(content), f"the secret's value is in the {place}"
