@@ -27,8 +27,9 @@ PIPELINE_FILE = f"{PIPELINE_DIR}/{PIPELINE_KEY}"
 SCHEMAS_DIR = "/etc/etl/schemas"
 #: The schemas Dockerfile.job ships (its ETL_SCHEMA_DIRS); kept after a mounted schemas ConfigMap.
 IMAGE_SCHEMAS_DIR = "/opt/etl/examples/schemas"
-#: spark.local.dir: Spark spills shuffle and broadcast files here, so it is an emptyDir.
-SPARK_LOCAL_DIR = "/tmp"
+#: spark.local.dir: Spark spills shuffle and broadcast files here, so it is an emptyDir. Not /tmp,
+#: so it cannot be mistaken for a host path under /tmp when pods run outside a node (tests).
+SPARK_LOCAL_DIR = "/var/lib/spark/local"
 #: spark-submit only runs Python applications given as a `.py` file, and the `etl` console script is
 #: not one. Dockerfile.job pip-installs the package (not editable) into the image's Python 3.11, so
 #: the CLI module the `etl` command runs is this file (Dockerfile.job's SPARK_HOME names the same

@@ -143,7 +143,7 @@ def test_local_mode_pod_is_exactly_this() -> None:
                         {"name": "ETL_TERMINATION_LOG", "value": "/dev/termination-log"},
                         {"name": "ETL_SPARK_MASTER", "value": "local[2]"},
                         {"name": "SPARK_DRIVER_MEMORY", "value": "2048m"},
-                        {"name": "SPARK_LOCAL_DIRS", "value": "/tmp"},
+                        {"name": "SPARK_LOCAL_DIRS", "value": "/var/lib/spark/local"},
                         *[
                             {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
                             for name, path in field_env
@@ -163,7 +163,7 @@ def test_local_mode_pod_is_exactly_this() -> None:
                     },
                     "volumeMounts": [
                         {"name": "etl-pipeline", "mountPath": "/etc/etl/pipeline", "readOnly": True},
-                        {"name": "spark-local-dir", "mountPath": "/tmp"},
+                        {"name": "spark-local-dir", "mountPath": "/var/lib/spark/local"},
                     ],
                     "securityContext": {
                         "allowPrivilegeEscalation": False,
@@ -580,7 +580,12 @@ def test_protected_fields_are_refused_with_the_field_named(template: dict[str, A
         (
             {
                 "spec": {
-                    "containers": [{"name": "driver", "volumeMounts": [{"name": "v", "mountPath": "/tmp"}]}]
+                    "containers": [
+                        {
+                            "name": "driver",
+                            "volumeMounts": [{"name": "v", "mountPath": "/var/lib/spark/local"}],
+                        }
+                    ]
                 }
             },
             "spec.podTemplate.spec.containers[0].volumeMounts[0].mountPath",
