@@ -102,6 +102,15 @@ def file_pipeline(tmp_path: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+#: A sink that reads the password from the Secret db-credentials.
+DATABASE_SINK = {
+    "sinkType": "PostgreSQL",
+    "table": "t",
+    "connection": {"host": "db", "port": 5432, "database": "d", "user": "etl"},
+    "credentialsRef": {"name": "db-credentials", "key": "password"},
+}
+
+
 def test_a_batch_pipeline_runs_the_real_job_and_reports_success(
     kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator: KopfRunner, tmp_path: Path
 ) -> None:
@@ -136,13 +145,7 @@ def test_a_batch_pipeline_runs_the_real_job_and_reports_success(
 def test_a_missing_secret_is_a_condition_and_no_pod_is_launched(
     kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator: KopfRunner, tmp_path: Path
 ) -> None:
-    spec = file_pipeline(tmp_path)
-    spec["load"] = {
-        "sinkType": "PostgreSQL",
-        "table": "t",
-        "connection": {"host": "db", "port": 5432, "database": "d", "user": "etl"},
-        "credentialsRef": {"name": "db-credentials", "key": "password"},
-    }
+    spec = {**file_pipeline(tmp_path), "load": DATABASE_SINK}
     apply(kube_cluster, namespace, pipeline("needs-secret", spec))
 
     def ready_condition() -> dict[str, Any] | None:
@@ -215,13 +218,7 @@ def test_a_secret_value_never_leaves_the_secret(
         namespace,
         f"--from-literal=password={SECRET_VALUE}",
     )
-    spec = file_pipeline(tmp_path)
-    spec["load"] = {
-        "sinkType": "PostgreSQL",
-        "table": "t",
-        "connection": {"host": "db", "port": 5432, "database": "d", "user": "etl"},
-        "credentialsRef": {"name": "db-credentials", "key": "password"},
-    }
+    spec = {**file_pipeline(tmp_path), "load": DATABASE_SINK}
     apply(kube_cluster, namespace, pipeline("with-secret", spec))
     wait_for(
         "the run to succeed",
