@@ -13,7 +13,7 @@ from typing import Any
 
 from etl_job import deadletter
 from etl_job.context import RunContext
-from etl_job.errors import DataError, EtlError, SinkRejected
+from etl_job.errors import DataError, SinkRejected
 from etl_job.guard import record_violation
 from etl_job.metrics import RowCounter, success_rate
 from etl_job.retry import run_with_retry
@@ -114,13 +114,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
 
 
 def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
+    """Write; a bad record met on the way (tolerance none) is a DataError, not the sink's fault."""
     try:
         sink.write(frame, block, context)
-    except EtlError as failed:
-        violation = record_violation(failed)
-        if violation:
-            raise DataError(violation) from None
-        raise
     except Exception as failed:
         violation = record_violation(failed)
         if violation:
