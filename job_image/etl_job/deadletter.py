@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from etl_job.context import RunContext
-from etl_job.errors import SinkRejected
+from etl_job.errors import SinkRejected, first_line
 from etl_job.paths import resolve_path
 from etl_job.spec import KafkaDeadLetter, S3DeadLetter
 
@@ -55,7 +55,7 @@ def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, stage: str, contex
         else:
             _to_files(selected, target, context)
     except Exception as failed:
-        text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
+        text = first_line(failed)
         raise SinkRejected(f"cannot write dead letters of {stage}: {text}", stage="deadLetter") from failed
 
 

@@ -4,6 +4,13 @@ message names the pipeline stage and the field or record at fault."""
 from __future__ import annotations
 
 
+def first_line(error: BaseException) -> str:
+    """What a person reads first of an error: its first non-blank line (Spark's carry the whole
+    plan after it), else the error's class."""
+    lines = (line.strip() for line in str(error).splitlines())
+    return next((line for line in lines if line), type(error).__name__)
+
+
 class EtlError(Exception):
     """Base of every failure the job reports on purpose."""
 

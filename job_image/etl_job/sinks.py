@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from etl_job.context import RunContext
-from etl_job.errors import ConfigurationError, SinkRejected
+from etl_job.errors import ConfigurationError, SinkRejected, first_line
 from etl_job.guard import record_violation
 from etl_job.paths import resolve_path
 from etl_job.spec import S3Sink
@@ -65,7 +65,7 @@ class FileSink:
         except Exception as failed:
             if _raised_by_job(failed):
                 raise
-            text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
+            text = first_line(failed)
             raise SinkRejected(f"cannot write {block.path}: {text}", stage="load") from failed
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from etl_job.context import RunContext
-from etl_job.errors import ConfigurationError, SourceUnavailable
+from etl_job.errors import ConfigurationError, SourceUnavailable, first_line
 from etl_job.paths import resolve_path
 from etl_job.spec import S3Source
 
@@ -54,7 +54,7 @@ class FileSource:
         try:
             return reader.load(path)
         except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
-            text = str(failed).splitlines()[0] if str(failed) else type(failed).__name__
+            text = first_line(failed)
             if "PATH_NOT_FOUND" in text or "does not exist" in text:
                 raise SourceUnavailable(
                     f"path {block.path} does not exist", stage="extract", field="path"

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType
 
 from etl_job import spec
-from etl_job.errors import ConfigurationError, EtlError
+from etl_job.errors import ConfigurationError, EtlError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -401,8 +401,7 @@ def event_time(frame: DataFrame, time_column: str) -> DataFrame:
 
 def spark_message(error: Exception) -> str:
     """The first non-blank line of a Spark error: its class and text, without the plan."""
-    lines = (line.strip() for line in str(error).splitlines())
-    return next((line for line in lines if line), type(error).__name__)
+    return first_line(error)
 
 
 # --- helpers -------------------------------------------------------------------------------
