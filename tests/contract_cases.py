@@ -203,14 +203,47 @@ INVALID_CASES: list[InvalidCase] = [
         "kafka-field-on-s3-source",
         _changed(_set("extract.topic", "events")),
         "spec.extract",
-        "topic, startingOffsets, endingOffsets, valueFormat are only for sourceType Kafka",
+        "topic, startingOffsets, endingOffsets, valueFormat, metadataColumns, security are only for "
+        "sourceType Kafka",
         "Extra inputs are not permitted",
     ),
     InvalidCase(
         "kafka-avro-without-schema-name",
         _changed(_set("extract", {**KAFKA_SOURCE, "valueFormat": "avro"})),
         "spec.extract",
-        "valueFormat avro needs schemaName",
+        "valueFormat avro and avro-confluent need schemaName",
+    ),
+    InvalidCase(
+        "kafka-sink-avro-without-schema-name",
+        _changed(
+            _set(
+                "load",
+                {"sinkType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "t", "valueFormat": "avro"},
+            )
+        ),
+        "spec.load",
+        "valueFormat avro and avro-confluent need schemaName",
+    ),
+    InvalidCase(
+        "kafka-sasl-without-credentials",
+        _changed(_set("extract", {**KAFKA_SOURCE, "security": {"protocol": "SASL_SSL"}})),
+        "spec.extract.security",
+        "SASL protocols need usernameRef and passwordRef",
+        "protocol SASL_SSL needs usernameRef and passwordRef",
+    ),
+    InvalidCase(
+        "s3-access-key-without-secret-key",
+        _changed(
+            _set("extract.s3", {"endpoint": "http://minio:9000", "accessKeyRef": {"name": "s3", "key": "id"}})
+        ),
+        "spec.extract.s3",
+        "give both accessKeyRef and secretKeyRef, or neither",
+    ),
+    InvalidCase(
+        "database-user-and-user-ref",
+        _changed(_set("load.connection.userRef", {"name": "pg-credentials", "key": "user"})),
+        "spec.load.connection",
+        "give exactly one of user or userRef",
     ),
     InvalidCase(
         "jdbc-source-with-table-and-query",

@@ -66,6 +66,17 @@ def _parser() -> argparse.ArgumentParser:
         help="where the metrics JSON goes for the operator (default /dev/termination-log)",
     )
     run.add_argument(
+        "--high-water-mark",
+        default=None,
+        metavar="MARK",
+        help="read an incremental source past MARK (default: status.highWaterMark of CONFIG)",
+    )
+    run.add_argument(
+        "--run-id",
+        default=os.environ.get("ETL_RUN_ID", "local"),
+        help="the run's name in headers and dead letters",
+    )
+    run.add_argument(
         "--show", type=int, default=0, metavar="N", help="print the first N output rows after the run"
     )
 
@@ -106,7 +117,16 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("conversion: %s", warning, extra={"pipeline": loaded.pipeline.name})
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
     spark = build_session(loaded.pipeline.name, args.master or None, spec.spark, progress=sys.stderr.isatty())
-    context = RunContext(pipeline=loaded.pipeline.name, spark=spark, base_dir=loaded.base_dir)
+    status = loaded.pipeline.status
+    context = RunContext(
+        pipeline=loaded.pipeline.name,
+        spark=spark,
+        base_dir=loaded.base_dir,
+        run_id=args.run_id,
+        tolerance=str(spec.error_handling.tolerance),
+        schemas=schemas,
+        high_water_mark=args.high_water_mark or (status.high_water_mark if status else None),
+    )
     try:
         metrics = run_pipeline(loaded.pipeline, context, schemas)
     except EtlError as failed:

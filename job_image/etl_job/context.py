@@ -8,6 +8,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from etl_job.setaside import Checkpoint
+
+
+@dataclass
+class RunReport:
+    """What connectors hand back to the run besides rows."""
+
+    #: The incremental source's new mark, reported in the metrics when the run succeeds.
+    high_water_mark: str | None = None
+    #: Records a connector could not turn into rows (such as undecodable messages), set aside
+    #: and counted as validation sets aside invalid rows.
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+
 
 @dataclass(frozen=True)
 class RunContext:
@@ -19,4 +32,12 @@ class RunContext:
     base_dir: Path | None = None
     #: Where credentials come from (Secret values injected as env vars); never logged.
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: The run's identity, as the operator numbers runs; carried in Kafka headers and dead letters.
     run_id: str = "local"
+    #: errorHandling.tolerance: "none" fails the run on a bad record, "all" sets it aside.
+    tolerance: str = "none"
+    #: The Avro schemas of the run (a SchemaRegistry), for connectors that decode or encode Avro.
+    schemas: Any = None
+    #: The mark of the last successful run, for an incremental source; None reads everything.
+    high_water_mark: str | None = None
+    report: RunReport = field(default_factory=RunReport)

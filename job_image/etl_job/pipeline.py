@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from etl_job import deadletter
+from etl_job import connectors, deadletter
 from etl_job.context import RunContext
 from etl_job.errors import DataError, SinkRejected
 from etl_job.guard import record_violation
 from etl_job.metrics import RowCounter, success_rate
 from etl_job.retry import run_with_retry
 from etl_job.schemas import SchemaRegistry
+from etl_job.setaside import Checkpoint
 from etl_job.sinks import sink_for
 from etl_job.sources import read_source
 from etl_job.spec import ETLPipeline, RunMetrics, Tolerance
@@ -26,15 +27,8 @@ from etl_job.validate import ERRORS_COLUMN, validate_rows
 
 log = logging.getLogger("etl_job.pipeline")
 
-
-@dataclass
-class _Checkpoint:
-    """A validation point of the plan: its counter and, when rows were set aside, how to find them."""
-
-    stage: str
-    counter: RowCounter
-    rejected: Any = None  # DataFrame of the rows set aside, with their errors
-    failed: int = 0
+#: Every connector registers itself on import.
+_CONNECTORS = connectors
 
 
 def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegistry) -> RunMetrics:
@@ -48,7 +42,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     # the rows it sees too, and recordsTransformed is recordsLoaded unless output validation
     # sits between them.
     frame = read_source(spec.extract, context)
-    checkpoints: list[_Checkpoint] = []
+    checkpoints: list[Checkpoint] = context.report.checkpoints
+    # Records the source itself set aside (undecodable messages) were extracted too.
+    source_rejects = list(checkpoints)
     if spec.extract.schema_name:
         frame, checkpoint = _validate(
             frame, schemas, spec.extract.schema_name, "extract", tolerance, pipeline.name
@@ -102,7 +98,7 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
             deadletter.write(checkpoint.rejected, spec.error_handling.dead_letter, checkpoint.stage, context)
 
     return RunMetrics(
-        records_extracted=extracted.rows,
+        records_extracted=extracted.rows + sum(checkpoint.failed for checkpoint in source_rejects),
         records_transformed=transformed.rows,
         records_filtered=sum(counter.values().get("removed", 0) for counter in filter_counters),
         records_loaded=loaded.rows,
@@ -110,6 +106,7 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
         retry_count=attempts - 1,
         duration_ms=int((time.monotonic() - started) * 1000),
         success_rate=success_rate(extracted.rows, failed_records),
+        high_water_mark=context.report.high_water_mark,
     )
 
 
@@ -126,7 +123,7 @@ def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
 
 def _validate(
     frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance, pipeline: str
-) -> tuple[Any, _Checkpoint]:
+) -> tuple[Any, Checkpoint]:
     """Check the columns against the Avro schema now, and every row during the load."""
     from pyspark.sql import functions as F
 
@@ -136,7 +133,7 @@ def _validate(
         result, checked=counter.attach(result.checked, failed=F.count_if(F.size(ERRORS_COLUMN) > 0))
     )
     if tolerance == Tolerance.none:
-        return observed.valid_or_fail, _Checkpoint(stage, counter)
+        return observed.valid_or_fail, Checkpoint(stage, counter)
     # The rejected rows come from a second plan over the source, run only when there are any.
     letters = deadletter.letters(result.invalid, pipeline=pipeline, stage=stage, schema_name=schema_name)
-    return observed.valid, _Checkpoint(stage, counter, letters)
+    return observed.valid, Checkpoint(stage, counter, letters)

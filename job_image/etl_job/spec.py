@@ -81,8 +81,99 @@ class Connection(SpecModel):
     host: Name = Field(description="Host name or address of the database server.")
     port: int = Field(ge=1, le=65535, description="TCP port of the database server.")
     database: Name = Field(description="Database (catalog) to connect to.")
-    user: Name = Field(description="User to connect as.")
+    user: Name | None = Field(default=None, description="User to connect as; or give `userRef`.")
+    user_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the user name; or give `user`."
+    )
     options: dict[str, str] = Field(default_factory=dict, description="Extra JDBC connection properties.")
+
+    @model_validator(mode="after")
+    def _user_or_ref(self) -> Connection:
+        if (self.user is None) == (self.user_ref is None):
+            raise ValueError("give exactly one of user or userRef")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.user) != has(self.userRef)", "give exactly one of user or userRef")
+        )
+    )
+
+
+class S3Connection(SpecModel):
+    """How to reach an S3-compatible store. Set per bucket, so two blocks may name two stores.
+    Without key references the default AWS credential chain applies (web identity, instance role)."""
+
+    endpoint: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Endpoint URL, such as http://minio.storage:9000; default: AWS for the region.",
+    )
+    region: str | None = Field(default=None, min_length=1, description="Region, such as eu-west-1.")
+    path_style_access: bool = Field(
+        default=False, description="Address buckets as endpoint/bucket (most S3-compatible servers)."
+    )
+    access_key_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the access key id."
+    )
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the secret access key."
+    )
+    session_token_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding a session token (temporary credentials)."
+    )
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> S3Connection:
+        if (self.access_key_ref is None) != (self.secret_key_ref is None):
+            raise ValueError("give both accessKeyRef and secretKeyRef, or neither")
+        if self.session_token_ref is not None and self.access_key_ref is None:
+            raise ValueError("sessionTokenRef needs accessKeyRef and secretKeyRef")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "has(self.accessKeyRef) == has(self.secretKeyRef)",
+                "give both accessKeyRef and secretKeyRef, or neither",
+            ),
+            cel(
+                "!has(self.sessionTokenRef) || has(self.accessKeyRef)",
+                "sessionTokenRef needs accessKeyRef and secretKeyRef",
+            ),
+        )
+    )
+
+
+class KafkaSecurity(SpecModel):
+    """How to authenticate to the brokers. The SASL user and password come from a Secret."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="SASL_SSL", description="security.protocol of the Kafka clients."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="PLAIN", description="SASL mechanism."
+    )
+    username_ref: SecretKeyRef | None = Field(default=None, description="Secret key holding the SASL user.")
+    password_ref: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the SASL password."
+    )
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSecurity:
+        if self.protocol.startswith("SASL") and (self.username_ref is None or self.password_ref is None):
+            raise ValueError(f"protocol {self.protocol} needs usernameRef and passwordRef")
+        return self
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "(has(self.protocol) && !self.protocol.startsWith('SASL')) || "
+                "(has(self.usernameRef) && has(self.passwordRef))",
+                "SASL protocols need usernameRef and passwordRef",
+            ),
+        )
+    )
 
 
 class FileFormat(StrEnum):
@@ -94,7 +185,13 @@ class FileFormat(StrEnum):
 
 class ValueFormat(StrEnum):
     json = "json"
+    #: Plain binary Avro of the named schema.
     avro = "avro"
+    #: Confluent wire format: a zero byte and a 4-byte schema id before the binary Avro.
+    avro_confluent = "avro-confluent"
+
+
+KafkaMetadataColumn = Literal["key", "topic", "partition", "offset", "timestamp"]
 
 
 class WriteMode(StrEnum):
@@ -114,6 +211,9 @@ class S3Source(SpecModel):
     format: FileFormat = Field(default=FileFormat.parquet, description="File format.")
     options: dict[str, str] = Field(
         default_factory=dict, description='Options passed to the Spark reader, such as header: "true".'
+    )
+    s3: S3Connection | None = Field(
+        default=None, description="Endpoint, region and credentials of the store."
     )
     schema_name: Name | None = Field(default=None, description="Avro schema the extracted rows must satisfy.")
 
@@ -159,6 +259,20 @@ class JdbcSource(SpecModel):
     )
 
 
+AVRO_NEEDS_SCHEMA = "valueFormat avro and avro-confluent need schemaName"
+
+
+def _check_avro_schema(value_format: str, schema_name: str | None) -> None:
+    if value_format != ValueFormat.json and schema_name is None:
+        raise ValueError(AVRO_NEEDS_SCHEMA)
+
+
+_AVRO_NEEDS_SCHEMA = cel(
+    "!has(self.valueFormat) || self.valueFormat == 'json' || has(self.schemaName)",
+    AVRO_NEEDS_SCHEMA,
+)
+
+
 class KafkaSource(SpecModel):
     """A Kafka topic, read between two offsets (batch) or continuously (streaming)."""
 
@@ -173,24 +287,21 @@ class KafkaSource(SpecModel):
     )
     value_format: ValueFormat = Field(default=ValueFormat.json, description="Encoding of message values.")
     schema_name: Name | None = Field(
-        default=None, description="Avro schema of the values; needed for valueFormat avro."
+        default=None, description="Avro schema of the values; needed for the Avro value formats."
     )
+    metadata_columns: list[KafkaMetadataColumn] = Field(
+        default_factory=list,
+        description="Message fields added as columns kafka_<name>: key, topic, partition, offset, timestamp.",
+    )
+    security: KafkaSecurity | None = None
     options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka reader.")
 
     @model_validator(mode="after")
     def _avro_needs_schema(self) -> KafkaSource:
-        if self.value_format == ValueFormat.avro and self.schema_name is None:
-            raise ValueError("valueFormat avro needs schemaName")
+        _check_avro_schema(self.value_format, self.schema_name)
         return self
 
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel(
-                "!has(self.valueFormat) || self.valueFormat != 'avro' || has(self.schemaName)",
-                "valueFormat avro needs schemaName",
-            ),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=cel_rules(_AVRO_NEEDS_SCHEMA))
 
 
 Source = Annotated[S3Source | JdbcSource | KafkaSource, Field(discriminator="source_type")]
@@ -485,7 +596,15 @@ class S3Sink(SpecModel):
         default=None,
         description="Codec: snappy, gzip, zstd, none. Default: the format's (snappy for parquet, avro).",
     )
+    partition_overwrite_mode: Literal["static", "dynamic"] = Field(
+        default="static",
+        description="With overwrite and partitionBy: static replaces the whole path, dynamic only the "
+        "partitions this run writes.",
+    )
     options: dict[str, str] = Field(default_factory=dict, description="Options passed to the Spark writer.")
+    s3: S3Connection | None = Field(
+        default=None, description="Endpoint, region and credentials of the store."
+    )
     schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
 
     @model_validator(mode="after")
@@ -545,7 +664,15 @@ class KafkaSink(SpecModel):
     value_format: ValueFormat = Field(default=ValueFormat.json)
     write_mode: Literal["append"] = Field(default="append", description="Topics are append-only.")
     schema_name: Name | None = Field(default=None, description="Avro schema of the values.")
+    security: KafkaSecurity | None = None
     options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka writer.")
+
+    @model_validator(mode="after")
+    def _avro_needs_schema(self) -> KafkaSink:
+        _check_avro_schema(self.value_format, self.schema_name)
+        return self
+
+    model_config = ConfigDict(json_schema_extra=cel_rules(_AVRO_NEEDS_SCHEMA))
 
 
 Sink = Annotated[S3Sink | JdbcSink | KafkaSink, Field(discriminator="sink_type")]
@@ -602,6 +729,7 @@ class KafkaDeadLetter(SpecModel):
     type: Literal["kafka"]
     bootstrap_servers: Name
     topic: Name
+    security: KafkaSecurity | None = None
 
 
 class S3DeadLetter(SpecModel):
@@ -610,6 +738,9 @@ class S3DeadLetter(SpecModel):
     partition_by: Literal["date", "none"] = "date"
     buffer_size: int = Field(default=500, ge=1)
     format: Literal["parquet", "json"] = "parquet"
+    s3: S3Connection | None = Field(
+        default=None, description="Endpoint, region and credentials of the store."
+    )
 
 
 DeadLetter = Annotated[KafkaDeadLetter | S3DeadLetter, Field(discriminator="type")]
@@ -784,16 +915,21 @@ class ETLPipelineSpec(SpecModel):
     )
 
     def secret_refs(self) -> list[SecretKeyRef]:
-        """Every Secret key the pipeline reads, for the operator to check and inject."""
-        refs = [
-            block.credentials_ref for block in (self.extract, self.load) if hasattr(block, "credentials_ref")
-        ]
-        refs += [
-            t.right.credentials_ref
-            for t in self.transforms
-            if isinstance(t, JoinTransform) and isinstance(t.right, JdbcSource)
-        ]
+        """Every Secret key the pipeline reads, in spec order, for the operator to check and inject."""
+        refs: list[SecretKeyRef] = []
+        _collect_secret_refs(self, refs)
         return refs
+
+
+def _collect_secret_refs(node: Any, refs: list[SecretKeyRef]) -> None:
+    if isinstance(node, SecretKeyRef):
+        refs.append(node)
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            _collect_secret_refs(getattr(node, name), refs)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            _collect_secret_refs(item, refs)
 
 
 # --- status --------------------------------------------------------------------------------

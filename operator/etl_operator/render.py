@@ -8,7 +8,6 @@ field under `spec.podTemplate`."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import math
 import re
@@ -16,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from etl_job.credentials import secret_env_name
 from etl_job.spec import API_GROUP, API_VERSION, KIND, ETLPipelineSpec, Mode, SecretKeyRef
 from etl_operator import naming
 
@@ -50,7 +50,6 @@ _PIPELINE_VOLUME = "etl-pipeline"
 _SCHEMAS_VOLUME = "etl-schemas"
 _LOCAL_DIR_VOLUME = "spark-local-dir"
 _TEMPLATE = "spec.podTemplate"
-_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 #: Spark conf keys that hold credentials; those come from Secrets, never from the spec.
 _CREDENTIAL_CONF_KEY = re.compile(
     r"(password|passwd|secret|secret[._-]?key|token|jaas[._-]config|private[._-]?key)$", re.IGNORECASE
@@ -74,6 +73,8 @@ class PipelineRef:
     uid: str
     generation: int
     spec: ETLPipelineSpec
+    #: status.highWaterMark: where the next run of an incremental source starts reading.
+    high_water_mark: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,13 +135,17 @@ def _metadata(pipeline: PipelineRef, run: int, name: str) -> dict[str, Any]:
 
 
 def pipeline_document(pipeline: PipelineRef) -> dict[str, Any]:
-    """The job's configuration: the pipeline as an ETLPipeline manifest (no status)."""
-    return {
+    """The job's configuration: the pipeline as an ETLPipeline manifest. Of the status only the
+    high-water mark goes in, the one thing a run needs from the runs before it."""
+    document: dict[str, Any] = {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": KIND,
         "metadata": {"name": pipeline.name, "namespace": pipeline.namespace},
         "spec": pipeline.spec.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
+    if pipeline.high_water_mark is not None:
+        document["status"] = {"highWaterMark": pipeline.high_water_mark}
+    return document
 
 
 def config_map(pipeline: PipelineRef, run: int) -> dict[str, Any]:
@@ -244,7 +249,7 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
         # init from the image is opted into with OperatorDefaults.init_command.
         "command": [*defaults.init_command, argv[0]],
         "args": argv[1:],
-        "env": driver_env(pipeline, defaults),
+        "env": driver_env(pipeline, run, defaults),
         "resources": {
             "requests": {"cpu": str(spark.driver.cores), "memory": memory},
             "limits": {"memory": memory},
@@ -328,10 +333,11 @@ def submit_conf(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> 
     return {**owned, **spark.conf}
 
 
-def driver_env(pipeline: PipelineRef, defaults: OperatorDefaults) -> list[dict[str, Any]]:
+def driver_env(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[dict[str, Any]]:
     spark = pipeline.spec.spark
     env: list[dict[str, Any]] = [
         {"name": "ETL_TERMINATION_LOG", "value": defaults.termination_log},
+        {"name": "ETL_RUN_ID", "value": naming.run_name(pipeline.name, run)},
         {"name": "ETL_SPARK_MASTER", "value": spark_master(pipeline)},
         # The launcher reads it for the driver JVM's heap (local mode has no spark.driver.memory).
         {"name": "SPARK_DRIVER_MEMORY", "value": f"{spark_memory_mib(spark.driver.memory)}m"},
@@ -353,17 +359,6 @@ def _field_env(name: str, field_path: str) -> dict[str, Any]:
 
 
 # --- credentials -----------------------------------------------------------------------------
-
-
-def secret_env_name(ref: SecretKeyRef) -> str:
-    """The env var holding a Secret key's value in the driver: `ETL_SECRET_<NAME>_<KEY>_<HASH>`.
-
-    The job imports this to find a credential. Name and key are upper-cased with runs of other
-    characters as `_`, which alone would merge `a-b`/`c` with `a`/`b-c` and `Password` with
-    `password`; the hash of the exact name and key keeps distinct references distinct."""
-    readable = _NOT_ALNUM.sub("_", f"{ref.name}_{ref.key}").strip("_").upper()
-    digest = hashlib.sha256(f"{ref.name}\0{ref.key}".encode()).hexdigest()[:8].upper()
-    return f"ETL_SECRET_{readable}_{digest}"
 
 
 def secret_env(refs: list[SecretKeyRef]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -135,6 +135,7 @@ def pipeline_ref(body: Mapping[str, Any], spec: ETLPipelineSpec) -> PipelineRef:
         uid=metadata["uid"],
         generation=int(metadata.get("generation", 1)),
         spec=spec,
+        high_water_mark=(body.get("status") or {}).get("highWaterMark"),
     )
 
 
@@ -147,9 +148,7 @@ def launch(
 ) -> None:
     """Create the run's objects; an existing one of the same name is ours already."""
     ref = pipeline_ref(body, spec)
-    manifests = render_run(
-        PipelineRef(ref.name, ref.namespace, ref.uid, action.generation, spec), action.run, defaults
-    )
+    manifests = render_run(replace(ref, generation=action.generation), action.run, defaults)
     namespace = ref.namespace
     kube_io.create_if_absent(api, namespace, manifests.config_map)
     if manifests.service is not None:

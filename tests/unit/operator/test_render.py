@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from etl_job.credentials import secret_env_name
 from etl_job.spec import ETLPipeline, ETLPipelineSpec, SecretKeyRef
 from etl_operator import naming
 from etl_operator.render import (
@@ -19,7 +20,6 @@ from etl_operator.render import (
     driver_memory_mib,
     merge_pod_template,
     render_run,
-    secret_env_name,
     spark_memory_mib,
     submit_conf,
 )
@@ -141,6 +141,7 @@ def test_local_mode_pod_is_exactly_this() -> None:
                     ],
                     "env": [
                         {"name": "ETL_TERMINATION_LOG", "value": "/dev/termination-log"},
+                        {"name": "ETL_RUN_ID", "value": "user-summary-run-7"},
                         {"name": "ETL_SPARK_MASTER", "value": "local[2]"},
                         {"name": "SPARK_DRIVER_MEMORY", "value": "2048m"},
                         {"name": "SPARK_LOCAL_DIRS", "value": "/var/lib/spark/local"},
@@ -600,3 +601,19 @@ def test_render_error_is_a_value_error_with_the_path_in_its_message() -> None:
     error = RenderError("spec.podTemplate.spec.restartPolicy", "nope")
     assert isinstance(error, ValueError)
     assert str(error) == "spec.podTemplate.spec.restartPolicy: nope"
+
+
+def test_the_high_water_mark_is_handed_to_the_next_run_and_nothing_else_of_the_status() -> None:
+    first = json.loads(render_run(_pipeline(), 1, DEFAULTS).config_map["data"]["pipeline.json"])
+    assert "status" not in first
+    marked = PipelineRef(
+        name="user-summary",
+        namespace="analytics",
+        uid="uid-1234",
+        generation=3,
+        spec=_spec(),
+        high_water_mark="2026-11-25T10:00:00",
+    )
+    document = json.loads(render_run(marked, 2, DEFAULTS).config_map["data"]["pipeline.json"])
+    assert document["status"] == {"highWaterMark": "2026-11-25T10:00:00"}
+    assert ETLPipeline.model_validate(document).status.high_water_mark == "2026-11-25T10:00:00"  # type: ignore[union-attr]

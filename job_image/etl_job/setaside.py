@@ -1,0 +1,66 @@
+"""Setting bad records aside inside the one pass over the data.
+
+Validation and connectors (an undecodable Kafka message) find bad records the same way: as a
+condition over a DataFrame. With tolerance `none` the first one fails the run, named; with
+`all` it is filtered out of the load, counted, and written to the dead-letter queue afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from etl_job.guard import fail_on_bad_record
+from etl_job.metrics import RowCounter
+
+
+@dataclass
+class Checkpoint:
+    """A point of the plan where records are checked: its counter and, when rows were set
+    aside, the dead letters describing them."""
+
+    stage: str
+    counter: RowCounter
+    rejected: Any = None  # DataFrame of dead letters (deadletter.DEAD_LETTER_COLUMNS)
+    failed: int = 0
+
+
+def set_aside(
+    frame: Any,
+    *,
+    broken: Any,
+    message: Any,
+    original: Any,
+    error_type: str,
+    stage: str,
+    tolerance: str,
+    pipeline: str,
+    schema_name: str | None,
+    context: dict[str, Any] | None = None,
+) -> tuple[Any, Checkpoint]:
+    """`frame` without the rows where the Column `broken` holds, and the checkpoint of them.
+
+    `message` names the record and the cause; `original` is the record as received (a string);
+    `context` maps names to Columns kept with the dead letter (topic, partition, offset...)."""
+    from pyspark.sql import functions as F
+
+    counter = RowCounter(f"{stage}-decoding")
+    checked = counter.attach(frame, failed=F.count_if(broken))
+    if tolerance == "none":
+        errors = F.when(broken, F.array(message)).otherwise(F.array().cast("array<string>"))
+        return fail_on_bad_record(checked, errors, F.lit(stage)), Checkpoint(stage, counter)
+    pairs = [
+        part for name, column in (context or {}).items() for part in (F.lit(name), column.cast("string"))
+    ]
+    letters = frame.where(broken).select(
+        F.current_timestamp().alias("timestamp"),
+        F.lit(pipeline).alias("pipelineId"),
+        F.lit(stage).alias("stage"),
+        F.lit(error_type).alias("errorType"),
+        message.alias("errorMessage"),
+        F.lit(None).cast("string").alias("stackTrace"),
+        original.cast("string").alias("originalRecord"),
+        F.lit(schema_name).cast("string").alias("originalSchema"),
+        F.lit(1).alias("attemptNumber"),
+        (F.create_map(*pairs) if pairs else F.create_map().cast("map<string,string>")).alias("context"),
+    )
+    return checked.where(~broken), Checkpoint(stage, counter, letters)
