@@ -970,6 +970,11 @@ class RunRecord(SpecModel):
     reason: str | None = None
     message: str | None = None
     metrics: RunMetrics | None = None
+    secrets_version: str | None = Field(
+        default=None,
+        description="Digest of the referenced Secrets' resourceVersions at launch (no values): a "
+        "streaming driver is replaced when it changes.",
+    )
 
 
 class CircuitState(StrEnum):

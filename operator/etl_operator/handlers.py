@@ -16,6 +16,7 @@ import kopf
 from aiohttp import web
 from kubernetes import client, config
 
+from etl_operator.capacity import RunSlots, pod_alive
 from etl_operator.naming import LABEL_MANAGED_BY, MANAGED_BY
 from etl_operator.render import OperatorDefaults
 from etl_operator.settings import Settings, load_settings
@@ -51,12 +52,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     api = api_client()
     defaults = operator_defaults(operator_settings)
     rng = random.Random()
+    slots = RunSlots(operator_settings.max_concurrent_runs)
+    memo["slots"] = slots
 
     async def process(key: Hashable) -> float | None:
         assert isinstance(key, tuple)
         namespace, name = str(key[0]), str(key[1])
         result = await asyncio.to_thread(
-            sync_pipeline, api, defaults, namespace, name, datetime.now(UTC), rng
+            sync_pipeline, api, defaults, namespace, name, datetime.now(UTC), rng, slots
         )
         return result.requeue_after
 
@@ -88,7 +91,12 @@ async def pipeline_changed(type: str, namespace: str | None, name: str, memo: An
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
-async def driver_pod_changed(body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+async def driver_pod_changed(
+    type: str, body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    alive = pod_alive(body.status.get("phase"), deleted=type == "DELETED")
+    for waiting in memo["slots"].observe(f"{namespace}/{name}", alive):
+        memo["queue"].add(waiting)
     for owner in body.metadata.get("ownerReferences") or []:
         if owner.get("kind") == "ETLPipeline":
             memo["queue"].add((namespace, owner["name"]))

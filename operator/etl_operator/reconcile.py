@@ -48,6 +48,13 @@ RUNS_HISTORY_LIMIT = 10
 #: A launched run whose pod is not listed yet is waited for this long (the list may lag the create).
 POD_MISSING_GRACE_SECONDS = 30.0
 
+#: A streaming driver's Secrets are looked at this often; a changed one replaces the driver.
+SECRETS_RECHECK_SECONDS = 60.0
+
+#: A run waiting for a free slot (the operator's max concurrent runs) is looked at again this soon;
+#: a run ending elsewhere wakes it sooner.
+QUEUED_RECHECK_SECONDS = 10.0
+
 #: Run record phases beyond the pod phases.
 RUN_PENDING, RUN_RUNNING, RUN_STOPPING = "Pending", "Running", "Stopping"
 RUN_SUCCEEDED, RUN_FAILED, RUN_STOPPED = "Succeeded", "Failed", "Stopped"
@@ -79,6 +86,10 @@ class PipelineView:
     status: ETLPipelineStatus
     annotations: Mapping[str, str] = field(default_factory=dict)
     created_at: datetime | None = None
+    #: Digest of the referenced Secrets' resourceVersions now; None when not looked at.
+    secrets_version: str | None = None
+    #: False when the operator's limit of concurrent runs is reached: a due run waits.
+    launch_allowed: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,8 @@ class _Work:
     status: ETLPipelineStatus
     actions: list[Action] = field(default_factory=list)
     wakeups: list[datetime] = field(default_factory=list)
+    #: Why a run is due but waits for a free slot; None when nothing waits.
+    queued: str | None = None
 
     def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
         self.actions.append(EmitEvent(type_, reason, message))
@@ -399,6 +412,7 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
         generation=view.generation,
         start_time=format_time(work.now),
         phase=RUN_PENDING,
+        secrets_version=view.secrets_version,
     )
     work.put_run(record)
     changes: dict[str, object] = {"run_count": run, "backoff_until": None}
@@ -412,6 +426,15 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
     work.actions.append(LaunchRun(run=run, generation=view.generation))
     work.event("Normal", "RunLaunched", f"run {run} ({record.pod}) launched: {trigger.why}")
     work.wake_at(work.now + timedelta(seconds=POD_MISSING_GRACE_SECONDS))
+
+
+def _slot_free(work: _Work, trigger: _Trigger) -> bool:
+    """The operator's limit of concurrent runs: a due run waits for a slot, its trigger kept."""
+    if work.pipeline.launch_allowed:
+        return True
+    work.queued = trigger.why
+    work.wake_at(work.now + timedelta(seconds=QUEUED_RECHECK_SECONDS))
+    return False
 
 
 def _circuit_allows(work: _Work, spec: ETLPipelineSpec, trigger: _Trigger, active_trials: int) -> bool:
@@ -477,6 +500,10 @@ def _launch_streaming(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> 
         elif rerun is not None:
             _stop(work, driver, "RerunRequested", f"{ANNOTATION_RERUN}={rerun} restarts the driver")
             work.update(rerun_token=rerun)
+        elif _secrets_changed(driver, view):
+            _stop(work, driver, "SecretChanged", "a referenced Secret changed: the driver restarts with it")
+        elif spec.secret_refs():
+            work.wake_at(work.now + timedelta(seconds=SECRETS_RECHECK_SECONDS))
         return
     if any(r.phase == RUN_STOPPING for r in runs):
         return  # one driver at a time: the old one finishes its graceful stop first
@@ -496,8 +523,15 @@ def _launch_streaming(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> 
         trigger = _Trigger("driver ended: a streaming pipeline keeps one driver running", fresh=False)
     else:
         trigger = None
-    if trigger is not None and _circuit_allows(work, spec, trigger, 0):
+    if trigger is not None and _slot_free(work, trigger) and _circuit_allows(work, spec, trigger, 0):
         _launch(work, trigger)
+
+
+def _secrets_changed(driver: RunRecord, view: PipelineView) -> bool:
+    """Both versions known and different; a driver launched before versions were kept is left be."""
+    return None not in (driver.secrets_version, view.secrets_version) and (
+        driver.secrets_version != view.secrets_version
+    )
 
 
 def _batch_trigger(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> _Trigger | None:
@@ -536,6 +570,8 @@ def _launch_batch(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> None
             return
         else:
             return  # a spec generation or rerun waits for the running run to end
+    if not _slot_free(work, trigger):
+        return
     active_trials = len(alive) if spec.concurrency_policy == ConcurrencyPolicy.ALLOW else 0
     if _circuit_allows(work, spec, trigger, active_trials):
         _launch(work, trigger)
@@ -575,6 +611,8 @@ def _phase(work: _Work, spec: ETLPipelineSpec | None, problems: Sequence[SpecPro
         return Phase.running if any(r.phase == RUN_RUNNING for r in alive) else Phase.pending
     if problems:
         return Phase.failed
+    if work.queued is not None:
+        return Phase.pending
     if circuit.state == CircuitState.open:
         return Phase.circuit_open
     if status.backoff_until is not None:
@@ -619,6 +657,8 @@ def _conditions(
     ready: tuple[bool, str, str]
     if problems:
         ready = (False, problems[0].kind, problem_message)
+    elif work.queued is not None and not alive:
+        ready = (False, "Queued", _queued_message(work.queued))
     elif spec is not None and spec.mode == Mode.streaming:
         running = next((r for r in alive if r.phase == RUN_RUNNING), None)
         if running is not None:
@@ -651,6 +691,10 @@ def _conditions(
     else:
         degraded = (False, "AsExpected", "")
     return _set_condition(conditions, "Degraded", *degraded, now, view.generation)
+
+
+def _queued_message(why: str) -> str:
+    return f"{why}: waiting for a free run slot (the operator's limit of concurrent runs is reached)"
 
 
 def _why_not_ready(status: ETLPipelineStatus, phase: Phase) -> str:
@@ -689,6 +733,8 @@ def _settle(
     if problems and reported != (problems[0].kind, "; ".join(p.message for p in problems)):
         for problem in problems:
             work.event("Warning", problem.kind, problem.message)
+    if work.queued is not None and (reported is None or reported[0] != "Queued"):
+        work.event("Normal", "RunQueued", _queued_message(work.queued))
     work.wake_at(parse_time(work.status.backoff_until))
     if spec is not None:
         work.wake_at(reset_at(work.status.circuit or CircuitStatus(), spec.error_handling.circuit_breaker))

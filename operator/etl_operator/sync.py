@@ -18,10 +18,12 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from etl_job.manifest import field_path
-from etl_job.spec import ETLPipelineSpec, ETLPipelineStatus
+from etl_job.spec import ETLPipelineSpec, ETLPipelineStatus, Mode
 from etl_operator import kube_io
+from etl_operator.capacity import RunSlots
 from etl_operator.observe import observe_pod, parse_time
 from etl_operator.reconcile import (
+    Decision,
     DeletePod,
     EmitEvent,
     LaunchRun,
@@ -48,15 +50,19 @@ def sync_pipeline(
     name: str,
     now: datetime,
     rng: random.Random,
+    slots: RunSlots | None = None,
 ) -> SyncResult:
     body = kube_io.read_pipeline(api, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
         return SyncResult(None)  # owned objects go with it through their ownerReferences
     spec, problems = parse_spec(body)
+    secrets_version = None
     if spec is not None:
         problems += secret_problems(kube_io.missing_secret_keys(api, namespace, spec.secret_refs()))
         problems += render_problems(body, spec, defaults)
-    view = pipeline_view(body, spec)
+        if spec.mode == Mode.streaming and spec.secret_refs():
+            secrets_version = kube_io.secret_fingerprint(api, namespace, spec.secret_refs())
+    view = replace(pipeline_view(body, spec), secrets_version=secrets_version)
     observed = []
     for pod in kube_io.list_run_pods(api, namespace, name):
         try:
@@ -66,6 +72,11 @@ def sync_pipeline(
                 "pipeline %s/%s: ignoring pod %s: %s", namespace, name, pod["metadata"]["name"], unreadable
             )
     decision = reconcile(view, observed, problems, now, rng)
+    taken = _take_slots(slots, namespace, decision)
+    if taken is None:
+        decision = reconcile(replace(view, launch_allowed=False), observed, problems, now, rng)
+        if slots is not None:
+            slots.wait((namespace, name))
     launched: list[int] = []
     for action in decision.actions:
         if isinstance(action, LaunchRun) and spec is not None:
@@ -75,6 +86,9 @@ def sync_pipeline(
                 # Nothing is recorded as launched: the pass fails and is retried, and the
                 # reason (a missing ServiceAccount, a quota, an admission webhook) is an event.
                 kube_io.emit_event(api, body, "Warning", "LaunchFailed", api_message(refused))
+                if slots is not None:
+                    for held in taken or ():
+                        slots.give_back(held)
                 raise
             launched.append(action.run)
         elif isinstance(action, DeletePod):
@@ -83,6 +97,27 @@ def sync_pipeline(
             kube_io.emit_event(api, body, action.type, action.reason, action.message)
     kube_io.patch_status(api, namespace, name, status_patch(decision.status))
     return SyncResult(decision.requeue_after, tuple(launched))
+
+
+def _take_slots(slots: RunSlots | None, namespace: str, decision: Decision) -> list[str] | None:
+    """A slot for each driver the decision launches; None (and none kept) when they do not all fit."""
+    pods = [
+        f"{namespace}/{record.pod}"
+        for action in decision.actions
+        if isinstance(action, LaunchRun)
+        for record in decision.status.runs
+        if record.run == action.run
+    ]
+    if slots is None or not pods:
+        return pods
+    taken: list[str] = []
+    for pod in pods:
+        if not slots.try_take(pod):
+            for held in taken:
+                slots.give_back(held)
+            return None
+        taken.append(pod)
+    return taken
 
 
 def parse_spec(body: Mapping[str, Any]) -> tuple[ETLPipelineSpec | None, list[SpecProblem]]:

@@ -43,6 +43,8 @@ def decide(
     problems: Sequence[SpecProblem] = (),
     created_at: datetime | None = None,
     seed: int = 7,
+    secrets_version: str | None = None,
+    launch_allowed: bool = True,
 ) -> Decision:
     view = PipelineView(
         name="orders",
@@ -52,6 +54,8 @@ def decide(
         status=status or ETLPipelineStatus(),
         annotations=annotations or {},
         created_at=created_at,
+        secrets_version=secrets_version,
+        launch_allowed=launch_allowed,
     )
     return reconcile(view, [observe_pod(p) for p in pods], problems, now, random.Random(seed))
 
@@ -514,6 +518,66 @@ def test_streaming_always_restarts_a_failed_driver_past_max_retries() -> None:
 def test_streaming_driver_that_ends_cleanly_is_started_again() -> None:
     ended = decide(STREAMING, decide(STREAMING).status, [succeeded_pod(1)], NOW + timedelta(seconds=1))
     assert launches(ended) == [LaunchRun(run=2, generation=1)]
+
+
+STREAMING_WITH_SECRET = make_spec(
+    mode="streaming",
+    extract={
+        "sourceType": "Kafka",
+        "bootstrapServers": "k:9092",
+        "topic": "events",
+        "security": {
+            "protocol": "SASL_SSL",
+            "usernameRef": {"name": "kafka-user", "key": "user"},
+            "passwordRef": {"name": "kafka-user", "key": "password"},
+        },
+    },
+)
+
+
+def test_streaming_driver_is_replaced_when_a_referenced_secret_changes() -> None:
+    spec = STREAMING_WITH_SECRET
+    first = decide(spec, secrets_version="v1")
+    assert first.status.runs[0].secrets_version == "v1"
+    running = decide(spec, first.status, [running_pod(1)], NOW, secrets_version="v1")
+    assert deletes(running) == []
+    assert running.requeue_after == 60.0  # the Secrets are looked at again in a minute
+    rotated = decide(
+        spec, running.status, [running_pod(1)], NOW + timedelta(seconds=60), secrets_version="v2"
+    )
+    assert deletes(rotated) == [DeletePod("orders-run-1-driver", "SecretChanged")]
+    assert launches(rotated) == []
+    gone = decide(spec, rotated.status, [], NOW + timedelta(seconds=70), secrets_version="v2")
+    assert launches(gone) == [LaunchRun(run=2, generation=1)]
+    assert gone.status.runs[0].secrets_version == "v2"
+
+
+def test_a_driver_launched_without_a_known_secret_version_is_left_running() -> None:
+    running = decide(STREAMING_WITH_SECRET, decide(STREAMING_WITH_SECRET).status, [running_pod(1)], NOW)
+    later = decide(STREAMING_WITH_SECRET, running.status, [running_pod(1)], NOW, secrets_version="v9")
+    assert deletes(later) == []
+
+
+def test_a_due_run_waits_for_a_free_slot_and_keeps_its_trigger() -> None:
+    waiting_run = decide(BATCH, launch_allowed=False)
+    assert launches(waiting_run) == []
+    assert waiting_run.status.phase == Phase.pending
+    assert condition(waiting_run.status, "Ready") == ("False", "Queued")
+    assert "RunQueued" in events(waiting_run)
+    assert waiting_run.requeue_after == 10.0
+    again = decide(BATCH, waiting_run.status, launch_allowed=False, now=NOW + timedelta(seconds=10))
+    assert "RunQueued" not in events(again)  # one event per wait, not one per look
+    freed = decide(BATCH, again.status, now=NOW + timedelta(seconds=12))
+    assert launches(freed) == [LaunchRun(run=1, generation=1)]
+
+
+def test_a_scheduled_slot_waiting_for_a_free_slot_is_not_skipped() -> None:
+    spec = make_spec(schedule="*/5 * * * *")
+    created = NOW - timedelta(minutes=7)
+    queued = decide(spec, created_at=created, launch_allowed=False)
+    assert launches(queued) == [] and queued.status.last_schedule_time is None
+    launched = decide(spec, queued.status, created_at=created, now=NOW + timedelta(seconds=10))
+    assert len(launches(launched)) == 1
 
 
 def test_suspending_a_streaming_pipeline_stops_its_driver() -> None:
