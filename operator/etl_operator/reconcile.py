@@ -48,9 +48,6 @@ RUNS_HISTORY_LIMIT = 10
 #: A launched run whose pod is not listed yet is waited for this long (the list may lag the create).
 POD_MISSING_GRACE_SECONDS = 30.0
 
-#: A streaming driver's Secrets are looked at this often; a changed one replaces the driver.
-SECRETS_RECHECK_SECONDS = 60.0
-
 #: A run waiting for a free slot (the operator's max concurrent runs) is looked at again this soon;
 #: a run ending elsewhere wakes it sooner.
 QUEUED_RECHECK_SECONDS = 10.0
@@ -90,6 +87,8 @@ class PipelineView:
     secrets_version: str | None = None
     #: False when the operator's limit of concurrent runs is reached: a due run waits.
     launch_allowed: bool = True
+    #: How often a running streaming driver's Secrets are looked at (an operator setting).
+    secrets_recheck_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -503,7 +502,7 @@ def _launch_streaming(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> 
         elif _secrets_changed(driver, view):
             _stop(work, driver, "SecretChanged", "a referenced Secret changed: the driver restarts with it")
         elif spec.secret_refs():
-            work.wake_at(work.now + timedelta(seconds=SECRETS_RECHECK_SECONDS))
+            work.wake_at(work.now + timedelta(seconds=view.secrets_recheck_seconds))
         return
     if any(r.phase == RUN_STOPPING for r in runs):
         return  # one driver at a time: the old one finishes its graceful stop first

@@ -34,6 +34,9 @@ class Settings:
     peering_name: str = "sparkops-etl"
     #: Port of /healthz and /readyz. ETL_OPERATOR_HEALTH_PORT.
     health_port: int = 8080
+    #: How often a running streaming driver's Secrets are looked at for a rotation, in seconds.
+    #: ETL_OPERATOR_SECRETS_RECHECK_SECONDS.
+    secrets_recheck_seconds: int = 60
 
     @property
     def cluster_wide(self) -> bool:
@@ -45,7 +48,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     values = {key[len(PREFIX) :]: value for key, value in environ.items() if key.startswith(PREFIX)}
     known = {
         "WATCH_NAMESPACES", "JOB_IMAGE", "IMAGE_PULL_POLICY", "DRIVER_SERVICE_ACCOUNT",
-        "MAX_CONCURRENT_RUNS", "LOG_LEVEL", "PEERING_NAME", "HEALTH_PORT",
+        "MAX_CONCURRENT_RUNS", "LOG_LEVEL", "PEERING_NAME", "HEALTH_PORT", "SECRETS_RECHECK_SECONDS",
     }  # fmt: skip
     unknown = sorted(set(values) - known)
     if unknown:
@@ -77,6 +80,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         log_level=log_level,
         peering_name=values.get("PEERING_NAME", defaults.peering_name),
         health_port=_integer(values, "HEALTH_PORT", defaults.health_port, minimum=1, maximum=65535),
+        secrets_recheck_seconds=_integer(
+            values, "SECRETS_RECHECK_SECONDS", defaults.secrets_recheck_seconds, minimum=1
+        ),
     )
 
 

@@ -51,6 +51,7 @@ def sync_pipeline(
     now: datetime,
     rng: random.Random,
     slots: RunSlots | None = None,
+    secrets_recheck_seconds: float = 60.0,
 ) -> SyncResult:
     body = kube_io.read_pipeline(api, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
@@ -62,7 +63,11 @@ def sync_pipeline(
         problems += render_problems(body, spec, defaults)
         if spec.mode == Mode.streaming and spec.secret_refs():
             secrets_version = kube_io.secret_fingerprint(api, namespace, spec.secret_refs())
-    view = replace(pipeline_view(body, spec), secrets_version=secrets_version)
+    view = replace(
+        pipeline_view(body, spec),
+        secrets_version=secrets_version,
+        secrets_recheck_seconds=secrets_recheck_seconds,
+    )
     observed = []
     for pod in kube_io.list_run_pods(api, namespace, name):
         try:

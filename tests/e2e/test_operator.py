@@ -14,6 +14,7 @@ import pytest
 import yaml
 from kopf.testing import KopfRunner
 
+from tests.infra.helm import built_helm, documents
 from tests.infra.kube import KubeCluster
 from tests.infra.process import free_port
 
@@ -28,24 +29,74 @@ def crd(kube_cluster: KubeCluster) -> None:
     kube_cluster.kubectl(
         "apply", "--server-side", "-f", str(REPO / "crds" / "etlpipelines.etl.sparkops.io.yaml")
     )
+    # `kubectl wait` refuses a CRD whose status has no conditions yet (right after the apply).
+    wait_for(
+        "the CRD to be established",
+        lambda: kube_cluster.kubectl(
+            "wait", "--for=condition=Established", "crd/etlpipelines.etl.sparkops.io", "--timeout=30s",
+            check=False, timeout=40,
+        ).returncode == 0,
+        timeout=60,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def chart_rbac(kube_cluster: KubeCluster, crd: None, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """The Helm chart's RBAC for an operator watching only `namespace` (namespaced mode, peering
+    off), with its ServiceAccounts (the operator's and spark-driver), applied for real; yields a
+    kubeconfig authenticating as the operator's ServiceAccount, so the operator has exactly the
+    rights the chart grants and a missing one fails the test."""
+    rendered = built_helm().template(
+        namespace,
+        namespace,
+        "watch.clusterWide=false",
+        f"watch.namespaces={{{namespace}}}",
+        "peering.enabled=false",
+    )
+    rbac = [doc for doc in documents(rendered) if doc["kind"] in _RBAC_KINDS]
+    kube_cluster.kubectl("apply", "-f", "-", input_text=yaml.safe_dump_all(rbac))
+    account = next(
+        doc["metadata"]["name"]
+        for doc in rbac
+        if doc["kind"] == "ServiceAccount" and doc["metadata"]["name"] != "spark-driver"
+    )
+    kubeconfig = kube_cluster.service_account_kubeconfig(namespace, account, tmp_path / "operator.kubeconfig")
+    whoami = kube_cluster.kubectl("auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    assert whoami.stdout != f"system:serviceaccount:{namespace}:{account}"  # the admin runs the test
+    assert (
+        kube_cluster.kubectl(
+            f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
+        ).stdout
+        == f"system:serviceaccount:{namespace}:{account}"
+    )
+    yield kubeconfig
     kube_cluster.kubectl(
-        "wait", "--for=condition=Established", "crd/etlpipelines.etl.sparkops.io", "--timeout=60s"
+        "delete", "clusterrole,clusterrolebinding", "-l", f"app.kubernetes.io/instance={namespace}",
+        "--ignore-not-found", check=False,
+    )  # fmt: skip
+
+
+_RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
+
+
+def operator_runner(namespace: str) -> KopfRunner:
+    return KopfRunner(
+        ["run", "-m", "etl_operator.handlers", "--namespace", namespace, "--standalone"], timeout=120
     )
 
 
 @pytest.fixture
-def operator(
-    kube_cluster: KubeCluster, crd: None, namespace: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[KopfRunner]:
-    monkeypatch.setenv("KUBECONFIG", str(kube_cluster.kubeconfig))
+def operator_env(chart_rbac: Path, namespace: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(chart_rbac))
     monkeypatch.setenv("ETL_OPERATOR_HEALTH_PORT", str(free_port()))
     monkeypatch.setenv("ETL_OPERATOR_JOB_IMAGE", "registry.local/etl-job:test")
     monkeypatch.setenv("ETL_OPERATOR_WATCH_NAMESPACES", namespace)
-    # The driver ServiceAccount, as the Helm chart creates it in each watched namespace.
-    kube_cluster.kubectl("create", "serviceaccount", "spark-driver", "-n", namespace)
-    with KopfRunner(
-        ["run", "-m", "etl_operator.handlers", "--namespace", namespace, "--standalone"], timeout=120
-    ) as runner:
+    monkeypatch.setenv("ETL_OPERATOR_SECRETS_RECHECK_SECONDS", "3")
+
+
+@pytest.fixture
+def operator(operator_env: None, namespace: str) -> Iterator[KopfRunner]:
+    with operator_runner(namespace) as runner:
         yield runner
 
 
@@ -238,3 +289,87 @@ def test_a_secret_value_never_leaves_the_secret(
     }
     for place, content in places.items():
         assert SECRET_VALUE not in json.dumps(content), f"the secret's value is in the {place}"
+
+
+def driver_pods(kube_cluster: KubeCluster, namespace: str) -> list[str]:
+    return sorted(pod["metadata"]["name"] for pod in get(kube_cluster, namespace, "pods")["items"])
+
+
+def test_an_operator_restarted_mid_run_adopts_the_driver_and_completes_the_run(
+    kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator_env: None, tmp_path: Path
+) -> None:
+    fake_kubelet.flip_phases(message=json.dumps({"recordsLoaded": 6}), exit_code=0, running_seconds=8)
+    with operator_runner(namespace):
+        apply(kube_cluster, namespace, pipeline("restarted", file_pipeline(tmp_path)))
+        wait_for(
+            "the driver to run",
+            lambda: (
+                (status(kube_cluster, namespace, "restarted").get("currentRun") or {}).get("phase")
+                == "Running"
+            ),
+        )
+    # The operator is gone while its driver runs on; the run ends with nobody watching.
+    assert driver_pods(kube_cluster, namespace) == ["restarted-run-1-driver"]
+    wait_for(
+        "the driver to end",
+        lambda: (
+            get(kube_cluster, namespace, "pod", "restarted-run-1-driver")["status"]["phase"] == "Succeeded"
+        ),
+        timeout=60,
+    )
+    assert status(kube_cluster, namespace, "restarted")["phase"] == "Running"  # as the old operator left it
+
+    with operator_runner(namespace):
+        wait_for(
+            "the run to complete",
+            lambda: status(kube_cluster, namespace, "restarted").get("phase") == "Succeeded",
+        )
+        time.sleep(2)  # a twin would show up now if the new operator launched one
+        final = status(kube_cluster, namespace, "restarted")
+    assert driver_pods(kube_cluster, namespace) == ["restarted-run-1-driver"]
+    assert final["runCount"] == 1
+    assert final["lastRun"]["run"] == 1
+    assert final["lastRun"]["metrics"]["recordsLoaded"] == 6
+
+
+def test_a_streaming_driver_is_replaced_when_its_secret_is_rotated(
+    kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator: KopfRunner
+) -> None:
+    fake_kubelet.flip_phases(running_seconds=3600)  # a streaming driver runs until stopped
+    kube_cluster.kubectl(
+        "create", "secret", "generic", "kafka-user", "-n", namespace,
+        "--from-literal=user=etl", "--from-literal=password=first",
+    )  # fmt: skip
+    spec = {
+        "mode": "streaming",
+        "extract": {
+            "sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events",
+            "security": {
+                "protocol": "SASL_PLAINTEXT",
+                "usernameRef": {"name": "kafka-user", "key": "user"},
+                "passwordRef": {"name": "kafka-user", "key": "password"},
+            },
+        },
+        "load": {"sinkType": "S3", "path": "s3a://out/events/"},
+    }  # fmt: skip
+    apply(kube_cluster, namespace, pipeline("stream", spec))
+    wait_for("the driver to run", lambda: status(kube_cluster, namespace, "stream").get("phase") == "Running")
+    first = status(kube_cluster, namespace, "stream")["currentRun"]
+    assert first["run"] == 1 and first["secretsVersion"]
+
+    rotated = kube_cluster.kubectl(
+        "create", "secret", "generic", "kafka-user", "-n", namespace,
+        "--from-literal=user=etl", "--from-literal=password=second", "--dry-run=client", "-o", "yaml",
+    ).stdout  # fmt: skip
+    kube_cluster.kubectl("apply", "-f", "-", input_text=rotated)
+    # A running driver's Secrets are looked at every ETL_OPERATOR_SECRETS_RECHECK_SECONDS (3 here).
+    replaced = wait_for(
+        "the driver to be replaced",
+        lambda: (status(kube_cluster, namespace, "stream").get("currentRun") or {}).get("run") == 2,
+        timeout=60,
+    )
+    assert replaced
+    final = status(kube_cluster, namespace, "stream")
+    stopped = next(run for run in final["runs"] if run["run"] == 1)
+    assert stopped["phase"] == "Stopped" and stopped["reason"] == "SecretChanged"
+    assert final["currentRun"]["secretsVersion"] != first["secretsVersion"]

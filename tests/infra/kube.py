@@ -46,6 +46,31 @@ class KubeCluster:
             raise HarnessError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
         return done
 
+    def service_account_kubeconfig(self, namespace: str, account: str, path: Path) -> Path:
+        """A kubeconfig that authenticates as a ServiceAccount (a bound token, one hour), at the
+        same server and CA as the admin's: what a pod running as that account would have."""
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        token = self.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": admin["clusters"],
+            "users": [{"name": account, "user": {"token": token}}],
+            "contexts": [
+                {
+                    "name": account,
+                    "context": {
+                        "cluster": admin["clusters"][0]["name"],
+                        "user": account,
+                        "namespace": namespace,
+                    },
+                }
+            ],
+            "current-context": account,
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()

@@ -91,13 +91,13 @@ mode) and each namespace's Role (namespaced mode), so both modes grant the same 
 - apiGroups: [""]
   resources: ["configmaps", "services"]
   verbs: ["get", "list", "create", "delete"]
-# Secrets are only checked for the referenced name and key (values are injected by the
-# kubelet through secretKeyRef and never read into logs, status or events). list/watch
-# let the operator restart a streaming driver when a Secret it references changes.
-# No create, update or delete.
+# Secrets are only read by name, to check the referenced key exists and to see their
+# resourceVersion change (a streaming driver restarts with a rotated Secret). Values are
+# injected by the kubelet through secretKeyRef, never read into logs, status or events.
+# No list or watch: the operator never sees the Secrets it was not pointed at.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get"]
 # Events on pipelines (kopf posts them, and patches repeated ones to count them).
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
