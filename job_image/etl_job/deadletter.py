@@ -10,6 +10,7 @@ from typing import Any
 from etl_job.context import RunContext
 from etl_job.errors import SinkRejected, first_line
 from etl_job.paths import resolve_path
+from etl_job.s3 import describe_failure, failure_text, use_connection
 from etl_job.spec import KafkaDeadLetter, S3DeadLetter
 
 #: The columns of a dead letter, in order.
@@ -89,4 +90,13 @@ def _to_files(letters: Any, target: S3DeadLetter, context: RunContext) -> None:
     )
     if target.partition_by == "date":
         writer = writer.partitionBy("date")
-    writer.save(resolve_path(target.path, context.base_dir))
+    path = resolve_path(target.path, context.base_dir)
+    bucket = use_connection(context.spark, path, target.s3, context.env, stage="deadLetter")
+    try:
+        writer.save(path)
+    except Exception as failed:
+        store_failure = bucket and describe_failure(failure_text(failed), bucket, target.s3)
+        if store_failure:
+            # write() adds the stage and the dead letters' own stage around it.
+            raise SinkRejected(store_failure) from None
+        raise

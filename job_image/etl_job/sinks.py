@@ -12,6 +12,7 @@ from etl_job.context import RunContext
 from etl_job.errors import ConfigurationError, SinkRejected, first_line
 from etl_job.guard import record_violation
 from etl_job.paths import resolve_path
+from etl_job.s3 import describe_failure, failure_text, use_connection
 from etl_job.spec import S3Sink
 
 
@@ -53,20 +54,33 @@ class FileSink:
                 field="partitionBy",
             )
         writer = frame.write.format(block.format).mode(str(block.write_mode))
-        if block.compression:
-            writer = writer.option("compression", block.compression)
-        for key, value in block.options.items():
+        for key, value in self.writer_options(block).items():
             writer = writer.option(key, value)
         if block.partition_by:
             writer = writer.partitionBy(*block.partition_by)
         path = resolve_path(block.path, context.base_dir)
+        bucket = use_connection(context.spark, path, block.s3, context.env, stage="load")
         try:
             writer.save(path)
         except Exception as failed:
             if _raised_by_job(failed):
                 raise
+            store_failure = bucket and describe_failure(failure_text(failed), bucket, block.s3)
+            if store_failure:
+                raise SinkRejected(store_failure, stage="load", field="path") from None
             text = first_line(failed)
             raise SinkRejected(f"cannot write {block.path}: {text}", stage="load") from failed
+
+    @staticmethod
+    def writer_options(block: S3Sink) -> dict[str, str]:
+        """The Spark writer's options for the block; the user's own options come last and win."""
+        options: dict[str, str] = {}
+        if block.compression:
+            options["compression"] = block.compression
+        # Always given, so a session-wide spark.sql.sources.partitionOverwriteMode cannot turn
+        # the spec's static (replace the whole path) into dynamic, or back.
+        options["partitionOverwriteMode"] = block.partition_overwrite_mode
+        return {**options, **block.options}
 
 
 def _raised_by_job(failed: BaseException) -> bool:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from etl_job.context import RunContext
 from etl_job.errors import ConfigurationError, SourceUnavailable, first_line
 from etl_job.paths import resolve_path
+from etl_job.s3 import describe_failure, failure_text, use_connection
 from etl_job.spec import S3Source
 
 
@@ -46,6 +47,7 @@ class FileSource:
 
     def read(self, block: S3Source, context: RunContext) -> Any:
         path = resolve_path(block.path, context.base_dir)
+        bucket = use_connection(context.spark, path, block.s3, context.env, stage="extract")
         reader = context.spark.read.format(block.format)
         # Without a declared schema, CSV columns stay strings: validation casts them and
         # reports values that do not cast, where inference would turn them into nulls.
@@ -54,6 +56,9 @@ class FileSource:
         try:
             return reader.load(path)
         except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
+            store_failure = bucket and describe_failure(failure_text(failed), bucket, block.s3)
+            if store_failure:
+                raise SourceUnavailable(store_failure, stage="extract", field="path") from None
             text = first_line(failed)
             if "PATH_NOT_FOUND" in text or "does not exist" in text:
                 raise SourceUnavailable(
