@@ -19,8 +19,13 @@ class EtlError(Exception):
     #: Short machine-readable class, copied into metrics and the run's status.
     reason = "Failed"
 
-    def __init__(self, message: str, *, stage: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, stage: str | None = None, field: str | None = None, permanent: bool = False
+    ) -> None:
         self.stage, self.field = stage, field
+        #: Retrying cannot help (a missing bucket or table, refused credentials): the retry policy
+        #: gives up at once and the run fails with the first error.
+        self.permanent = permanent
         where = ": ".join(part for part in (stage, field) if part)
         super().__init__(f"{where}: {message}" if where else message)
 

@@ -49,7 +49,8 @@ def run_with_retry(
     sleep: Callable[[float], None] | None = None,
 ) -> int:
     """Run `action` until it succeeds; return how many attempts it took. Errors outside
-    `retry_on` (a bad spec, a bad record) are raised at once: retrying cannot fix them."""
+    `retry_on` (a bad spec, a bad record) and permanent ones are raised at once: retrying
+    cannot fix them."""
     attempts = 0
 
     def attempt() -> None:
@@ -64,7 +65,9 @@ def run_with_retry(
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts_allowed(policy)),
         wait=wait_strategy(policy),
-        retry=tenacity.retry_if_exception_type(retry_on),
+        retry=tenacity.retry_if_exception(
+            lambda failure: isinstance(failure, retry_on) and not getattr(failure, "permanent", False)
+        ),
         reraise=True,
         before_sleep=before_sleep,
         sleep=sleep or time.sleep,

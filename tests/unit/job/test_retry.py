@@ -84,5 +84,12 @@ def test_a_configuration_error_is_not_retried() -> None:
     assert action.calls == 1
 
 
+def test_a_permanent_sink_failure_is_not_retried() -> None:
+    action = Flaky(1, SinkRejected("bucket out does not exist", permanent=True))
+    with pytest.raises(SinkRejected, match="does not exist"):
+        _run(action, RetryPolicy(max_attempts=5, initial_delay_seconds=0), [])
+    assert action.calls == 1
+
+
 def test_wait_strategy_is_a_tenacity_wait() -> None:
     assert callable(wait_strategy(RetryPolicy()))
