@@ -1,0 +1,314 @@
+"""Benchmark: the database sinks' upsert against the database's own bulk load, in one process.
+
+For each database (PostgreSQL, and MariaDB for MySQL), per round:
+  baseline   the rows from a CSV file prepared beforehand, loaded by the database's bulk loader
+             into an empty table with the same definition: COPY ... FROM STDIN (psycopg2),
+             LOAD DATA LOCAL INFILE (PyMySQL); one connection, no Spark
+  upsert     the same rows through the job's sink (writeMode upsert, primaryKey id) into a table
+             already holding every other key with older values: half updates, half inserts
+The rows come from a DataFrame cached beforehand, so the sink alone is timed. Medians of the
+rounds, rows/s and the ratio upsert/baseline (goal: at least 0.5) are printed with the machine.
+
+  .venv/bin/python bench/db_upsert_vs_bulk.py --rows 1000000 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+TABLE = "bench_upsert"
+GOAL = 0.5
+COLUMNS = "id, user_id, amount, status, updated_at"
+
+
+def table_ddl(kind: str, name: str) -> str:
+    if kind == "PostgreSQL":
+        return (
+            f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, user_id TEXT, amount NUMERIC(12,2), "
+            "status TEXT, updated_at TIMESTAMP WITH TIME ZONE)"
+        )
+    return (
+        f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, user_id LONGTEXT, amount DECIMAL(12,2), "
+        "status LONGTEXT, updated_at DATETIME(6))"
+    )
+
+
+def make_rows(spark: Any, rows: int, version: int) -> Any:
+    """Deterministic rows; `version` changes every value but the key."""
+    from pyspark.sql import functions as F
+
+    statuses = F.array(*[F.lit(s) for s in ("new", "paid", "shipped", "returned, refunded")])
+    return spark.range(1, rows + 1, numPartitions=8).select(
+        F.col("id"),
+        F.format_string("u%06d", (F.col("id") * 7919 + version) % 100000).alias("user_id"),
+        (((F.col("id") * 104729 + version) % 1000000) / 100).cast("decimal(12,2)").alias("amount"),
+        F.element_at(statuses, ((F.col("id") + version) % 4 + 1).cast("int")).alias("status"),
+        F.timestamp_seconds(F.lit(1793491200 + version * 86400) + F.col("id") % 86400).alias("updated_at"),
+    )
+
+
+def write_csv(frame: Any, path: Path, kind: str) -> None:
+    """One CSV file of the rows, as each loader reads it (MySQL wants local date-times, \\N)."""
+    from pyspark.sql import functions as F
+
+    out = path.with_suffix(".parts")
+    stamp = "yyyy-MM-dd HH:mm:ss.SSSSSSXXX" if kind == "PostgreSQL" else "yyyy-MM-dd HH:mm:ss.SSSSSS"
+    frame.select(
+        "id", "user_id", "amount", "status", F.date_format("updated_at", stamp).alias("updated_at")
+    ).coalesce(1).write.mode("overwrite").option("escape", '"').csv(str(out))
+    part = next(out.glob("part-*.csv"))
+    shutil.move(str(part), path)
+    shutil.rmtree(out)
+
+
+# --- the two databases ---------------------------------------------------------------------
+
+
+class Postgres:
+    kind = "PostgreSQL"
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def execute(self, *statements: str) -> None:
+        conn = self.server.connect()
+        conn.autocommit = True  # VACUUM cannot run in a transaction
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.close()
+
+    def count(self, table: str) -> int:
+        with self.server.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            return int(cur.fetchone()[0])
+
+    def bulk_load(self, table: str, csv_file: Path) -> None:
+        with self.server.connect() as conn, conn.cursor() as cur, csv_file.open("rb") as data:
+            cur.copy_expert(f"COPY {table} ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", data, size=1 << 20)
+
+
+class MariaDB:
+    kind = "MySQL"
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+
+    def _connect(self) -> Any:
+        import pymysql
+
+        return pymysql.connect(
+            host=self.server.host,
+            port=self.server.port,
+            user=self.server.user,
+            password=self.server.password,
+            database=self.server.database,
+            local_infile=True,
+            autocommit=True,
+        )
+
+    def execute(self, *statements: str) -> None:
+        conn = self._connect()
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.close()
+
+    def count(self, table: str) -> int:
+        conn = self._connect()
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT count(*) FROM {table}")
+            found = int(cur.fetchone()[0])
+        conn.close()
+        return found
+
+    def bulk_load(self, table: str, csv_file: Path) -> None:
+        conn = self._connect()
+        with conn.cursor() as cur:
+            cur.execute(
+                f"LOAD DATA LOCAL INFILE %s INTO TABLE {table} CHARACTER SET utf8mb4 "
+                "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '' "
+                f"LINES TERMINATED BY '\\n' ({COLUMNS})",
+                (str(csv_file),),
+            )
+        conn.close()
+
+
+# --- the runs --------------------------------------------------------------------------------
+
+
+def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
+    from etl_job.context import RunContext
+    from etl_job.credentials import secret_env_name
+    from etl_job.jdbc import JdbcSinkConnector
+    from etl_job.spec import JdbcSink, SecretKeyRef
+
+    ref = SecretKeyRef(name="bench-db", key="password")
+    server = db.server
+    block = JdbcSink.model_validate(
+        {
+            "sinkType": db.kind,
+            "connection": {
+                "host": server.host,
+                "port": server.port,
+                "database": server.database,
+                "user": server.user,
+            },
+            "credentialsRef": {"name": ref.name, "key": ref.key},
+            "table": TABLE,
+            "writeMode": "upsert",
+            "primaryKey": ["id"],
+        }
+    )
+    context = RunContext(
+        pipeline="bench", spark=spark, env={secret_env_name(ref): server.password}, run_id=f"bench-{run}"
+    )
+    JdbcSinkConnector().write(frame, block, context)
+
+
+def timed(action: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    action()
+    return time.perf_counter() - started
+
+
+def bench_database(
+    spark: Any, db: Any, rows: int, rounds: int, new_rows: Any, old_half: Any, folder: Path
+) -> dict[str, Any]:
+    csv_file = folder / f"rows-{db.kind}.csv"
+    old_file = folder / f"old-half-{db.kind}.csv"
+    write_csv(new_rows, csv_file, db.kind)
+    write_csv(old_half, old_file, db.kind)
+    baseline_table = f"{TABLE}_copy"
+    db.execute(f"DROP TABLE IF EXISTS {TABLE}", f"DROP TABLE IF EXISTS {baseline_table}")
+    db.execute(table_ddl(db.kind, TABLE), table_ddl(db.kind, baseline_table))
+
+    def baseline() -> None:
+        db.bulk_load(baseline_table, csv_file)
+
+    def upsert(run: int) -> None:
+        upsert_through_sink(spark, db, new_rows, run)
+
+    def reset() -> None:  # untimed: the upsert's target holds the older half again
+        db.execute(f"TRUNCATE TABLE {TABLE}", f"TRUNCATE TABLE {baseline_table}")
+        db.bulk_load(TABLE, old_file)
+        if db.kind == "PostgreSQL":
+            db.execute(f"VACUUM ANALYZE {TABLE}")
+
+    reset()
+    upsert(0)  # warm-up: Python workers, JIT, caches
+    reset()
+    baseline()
+    seconds: dict[str, list[float]] = {"baseline": [], "upsert": []}
+    for run in range(1, rounds + 1):
+        reset()
+        runs: dict[str, Callable[[], object]] = {
+            "baseline": baseline,
+            "upsert": functools.partial(upsert, run),
+        }
+        # Alternate the order, so that neither side always meets the other's leftovers.
+        for name in list(runs) if run % 2 else reversed(list(runs)):
+            seconds[name].append(timed(runs[name]))
+    assert db.count(TABLE) == rows, f"{db.kind}: upsert left {db.count(TABLE)} rows, expected {rows}"
+    assert db.count(baseline_table) == rows
+    median = {name: statistics.median(values) for name, values in seconds.items()}
+    return {
+        "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
+        "rows_per_second": {name: round(rows / value) for name, value in median.items()},
+        "ratio_upsert_to_baseline": round(median["baseline"] / median["upsert"], 3),
+    }
+
+
+def machine() -> dict[str, str]:
+    cpu = "unknown"
+    memory = "unknown"
+    with open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    with open("/proc/meminfo") as info:
+        for line in info:
+            if line.startswith("MemTotal:"):
+                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    return {
+        "cores": str(os.cpu_count()),
+        "RAM": memory,
+        "CPU": cpu,
+        "Python": platform.python_version(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", choices=("PostgreSQL", "MySQL"), default=None)
+    args = parser.parse_args()
+
+    from pyspark.sql import SparkSession
+
+    from tests.infra.mariadb import start_mariadb
+    from tests.infra.postgres import start_postgres
+    from tests.infra.spark import connector_jars
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    folder = Path(tempfile.mkdtemp(prefix="etl-bench-db-"))
+    spark = (
+        SparkSession.builder.master(f"local[{os.cpu_count() or 2}]")
+        .appName("bench-db")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "4g")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.local.dir", str(folder))
+        .config("spark.driver.extraClassPath", os.pathsep.join(str(jar) for jar in connector_jars()))
+        .getOrCreate()
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    from pyspark.sql import functions as F
+
+    new_rows = make_rows(spark, args.rows, version=1).cache()
+    old_half = make_rows(spark, args.rows, version=0).where(F.col("id") % 2 == 0).cache()
+    new_rows.count()
+    old_half.count()
+
+    results: dict[str, Any] = {}
+    kinds = [args.only] if args.only else ["PostgreSQL", "MySQL"]
+    for kind in kinds:
+        server = start_postgres() if kind == "PostgreSQL" else start_mariadb()
+        try:
+            db = Postgres(server) if kind == "PostgreSQL" else MariaDB(server)
+            results[kind] = bench_database(spark, db, args.rows, args.rounds, new_rows, old_half, folder)
+        finally:
+            server.process.stop()
+    spark.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+    print(f"{'database':<11} {'baseline rows/s':>16} {'upsert rows/s':>14} {'ratio':>6}  goal >= {GOAL}")
+    for kind, result in results.items():
+        rates = result["rows_per_second"]
+        print(
+            f"{kind:<11} {rates['baseline']:>16,} {rates['upsert']:>14,} "
+            f"{result['ratio_upsert_to_baseline']:>6.2f}"
+        )
+    report = {"rows": args.rows, "rounds": args.rounds, "machine": machine(), "results": results}
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

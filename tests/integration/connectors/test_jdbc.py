@@ -1,0 +1,502 @@
+"""The PostgreSQL and MySQL connectors against real servers (PostgreSQL, and MariaDB for MySQL):
+every read feature, every write mode, and the failures people meet first, with exact rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from etl_job.context import RunContext
+from etl_job.credentials import secret_env_name
+from etl_job.errors import (
+    ConfigurationError,
+    CredentialsMissing,
+    DataError,
+    EtlError,
+    SinkRejected,
+    SourceUnavailable,
+)
+from etl_job.jdbc import JdbcSinkConnector, JdbcSourceConnector
+from etl_job.manifest import parse_manifest
+from etl_job.pipeline import run_pipeline
+from etl_job.schemas import SchemaRegistry
+from etl_job.spec import JdbcSink, JdbcSource, RunMetrics, SecretKeyRef
+from tests.infra.mariadb import MySQLServer
+from tests.infra.postgres import PostgresServer
+from tests.infra.spark import connector_jars
+from tests.infra.versions import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+REF = SecretKeyRef(name="db-credentials", key="password")
+NO_SCHEMAS = SchemaRegistry([])
+
+
+@dataclass(frozen=True)
+class Database:
+    """One of the two servers, as the tests use it."""
+
+    kind: str  # the sourceType / sinkType
+    server: PostgresServer | MySQLServer
+
+    @property
+    def password(self) -> str:
+        return self.server.password
+
+    @property
+    def address(self) -> str:
+        return f"{self.server.host}:{self.server.port}/{self.server.database}"
+
+    def connection(self, **overrides: Any) -> dict[str, Any]:
+        server = self.server
+        return {
+            "host": server.host,
+            "port": server.port,
+            "database": server.database,
+            "user": server.user,
+            **overrides,
+        }
+
+    def execute(self, *statements: str) -> None:
+        conn = self.server.connect()
+        with conn.cursor() as cur:
+            for statement in statements:
+                cur.execute(statement)
+        conn.commit()
+        conn.close()
+
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        conn = self.server.connect()
+        with conn.cursor() as cur:
+            cur.execute(query)
+            found = [tuple(row) for row in cur.fetchall()]
+        conn.close()
+        return found
+
+    def primary_key(self, table: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.rows(
+                "SELECT k.column_name FROM information_schema.table_constraints c "
+                "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
+                f"AND k.table_name = c.table_name AND k.table_schema = c.table_schema "
+                f"WHERE c.table_name = '{table}' AND c.constraint_type = 'PRIMARY KEY'"
+            )
+        ]
+
+    def tables_like(self, prefix: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.rows(
+                f"SELECT table_name FROM information_schema.tables WHERE table_name LIKE '{prefix}%'"
+            )
+        ]
+
+
+@pytest.fixture(params=["PostgreSQL", "MySQL"])
+def db(request: pytest.FixtureRequest) -> Database:
+    server = request.getfixturevalue("postgres" if request.param == "PostgreSQL" else "mysql")
+    return Database(request.param, server)
+
+
+@pytest.fixture
+def table() -> str:
+    """A table name of the test's own: the servers live for the whole session."""
+    return f"t_{secrets.token_hex(4)}"
+
+
+def block(db: Database, table: str | None = None, **fields: Any) -> dict[str, Any]:
+    """An extract or load block for the database (sourceType or sinkType added by the caller)."""
+    found: dict[str, Any] = {
+        "connection": db.connection(),
+        "credentialsRef": {"name": REF.name, "key": REF.key},
+        **fields,
+    }
+    if table is not None:
+        found["table"] = table
+    return found
+
+
+def extract(db: Database, table: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"sourceType": db.kind, **block(db, table, **fields)}
+
+
+def load(db: Database, table: str, **fields: Any) -> dict[str, Any]:
+    return {"sinkType": db.kind, **block(db, table, **fields)}
+
+
+def context(spark: Any, db: Database, password: str | None = None, mark: str | None = None) -> RunContext:
+    env = {secret_env_name(REF): db.password if password is None else password}
+    return RunContext(pipeline="jdbc-test", spark=spark, env=env, high_water_mark=mark, run_id="test-run")
+
+
+def run(
+    spark: Any,
+    db: Database,
+    spec: dict[str, Any],
+    password: str | None = None,
+    mark: str | None = None,
+) -> RunMetrics:
+    pipeline = parse_manifest(
+        {
+            "metadata": {"name": "jdbc-test"},
+            "spec": {"errorHandling": {"retry": {"strategy": "none"}}, **spec},
+        }
+    )
+    return run_pipeline(pipeline, context(spark, db, password, mark), NO_SCHEMAS)
+
+
+def to_files(path: Path) -> dict[str, Any]:
+    return {"sinkType": "S3", "path": str(path), "format": "parquet", "writeMode": "overwrite"}
+
+
+def file_rows(spark: Any, path: Path, *columns: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row) for row in spark.read.parquet(str(path)).select(*columns).collect())
+
+
+def from_rows(spark: Any, folder: Path, rows: list[tuple[Any, ...]], schema: str) -> dict[str, Any]:
+    """An extract block reading `rows` back from Parquet written for the test."""
+    spark.createDataFrame(rows, schema).coalesce(1).write.mode("overwrite").parquet(str(folder))
+    return {"sourceType": "S3", "path": str(folder), "format": "parquet"}
+
+
+def create_people(db: Database, table: str, rows: str) -> None:
+    text = "TEXT" if db.kind == "PostgreSQL" else "VARCHAR(100)"
+    db.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, name {text}, updated_at TIMESTAMP NULL)")
+    if rows:
+        db.execute(f"INSERT INTO {table} (id, name, updated_at) VALUES {rows}")
+
+
+PEOPLE = ", ".join(
+    [
+        "(1, 'ada', '2024-01-01 10:00:00')",
+        "(2, 'grace', '2024-01-01 11:00:00')",
+        "(3, 'linus', '2024-01-01 12:00:00')",
+    ]
+)
+
+
+# --- sources -----------------------------------------------------------------------------------
+
+
+def test_reads_a_table(spark: Any, db: Database, table: str, tmp_path: Path) -> None:
+    create_people(db, table, PEOPLE)
+    metrics = run(spark, db, {"extract": extract(db, table), "load": to_files(tmp_path / "out")})
+    assert metrics.records_extracted == 3 and metrics.records_loaded == 3
+    assert file_rows(spark, tmp_path / "out", "id", "name") == [(1, "ada"), (2, "grace"), (3, "linus")]
+
+
+def test_reads_a_query_split_on_a_column(spark: Any, db: Database, table: str) -> None:
+    create_people(db, table, PEOPLE)
+    source = JdbcSource.model_validate(
+        extract(db, query=f"SELECT id, upper(name) AS name FROM {table} WHERE id <> 2;", partitionColumn="id")
+    )
+    frame = JdbcSourceConnector().read(source, context(spark, db))
+    # Without numPartitions, as many reads as Spark runs tasks at once (local[2]: 2).
+    assert frame.rdd.getNumPartitions() == spark.sparkContext.defaultParallelism
+    assert sorted(tuple(row) for row in frame.collect()) == [(1, "ADA"), (3, "LINUS")]
+
+
+@pytest.mark.parametrize("column", ["id", "updated_at"])
+def test_a_partitioned_read_finds_its_bounds(spark: Any, db: Database, table: str, column: str) -> None:
+    create_people(db, table, PEOPLE + ", (4, 'barbara', '2024-01-02 09:30:00'), (5, 'edsger', NULL)")
+    source = JdbcSource.model_validate(extract(db, table, partitionColumn=column, numPartitions=3))
+    frame = JdbcSourceConnector().read(source, context(spark, db))
+    assert frame.rdd.getNumPartitions() == 3
+    # The first and last partitions are open-ended: every row is read once, NULLs too.
+    assert sorted(row.id for row in frame.collect()) == [1, 2, 3, 4, 5]
+
+
+def test_a_partitioned_read_of_an_empty_table_reads_one_partition(
+    spark: Any, db: Database, table: str
+) -> None:
+    create_people(db, table, "")
+    source = JdbcSource.model_validate(extract(db, table, partitionColumn="id", numPartitions=4))
+    frame = JdbcSourceConnector().read(source, context(spark, db))
+    assert frame.rdd.getNumPartitions() == 1 and frame.collect() == []
+
+
+def test_a_partition_column_must_be_a_number_date_or_timestamp(spark: Any, db: Database, table: str) -> None:
+    create_people(db, table, PEOPLE)
+    source = JdbcSource.model_validate(extract(db, table, partitionColumn="name", numPartitions=2))
+    with pytest.raises(ConfigurationError, match="column name is not a number, date or timestamp"):
+        JdbcSourceConnector().read(source, context(spark, db))
+
+
+@pytest.mark.parametrize(
+    ("column", "first_mark", "second_mark"),
+    [("updated_at", "2024-01-01 12:00:00", "2024-01-01 14:00:00"), ("id", "3", "5")],
+)
+def test_incremental_runs_read_only_new_rows_and_advance_the_mark(
+    spark: Any, db: Database, table: str, tmp_path: Path, column: str, first_mark: str, second_mark: str
+) -> None:
+    create_people(db, table, PEOPLE)
+    spec = {"extract": extract(db, table, incremental={"column": column}), "load": to_files(tmp_path / "out")}
+
+    first = run(spark, db, spec)
+    assert first.records_extracted == 3
+    assert first.high_water_mark is not None and first.high_water_mark.startswith(first_mark)
+
+    db.execute(
+        f"INSERT INTO {table} VALUES "
+        "(4, 'barbara', '2024-01-01 13:00:00'), (5, 'edsger', '2024-01-01 14:00:00')"
+    )
+    second = run(spark, db, spec, mark=first.high_water_mark)
+    assert file_rows(spark, tmp_path / "out", "id", "name") == [(4, "barbara"), (5, "edsger")]
+    assert second.high_water_mark is not None and second.high_water_mark.startswith(second_mark)
+
+    third = run(spark, db, spec, mark=second.high_water_mark)
+    assert third.records_extracted == 0 and third.high_water_mark == second.high_water_mark
+
+
+# --- sinks -------------------------------------------------------------------------------------
+
+PEOPLE_SCHEMA = "id int, name string"
+
+
+def test_append_adds_rows(spark: Any, db: Database, table: str, tmp_path: Path) -> None:
+    create_people(db, table, "(1, 'ada', NULL)")
+    source = from_rows(spark, tmp_path / "in", [(2, "grace"), (3, "linus")], PEOPLE_SCHEMA)
+    metrics = run(spark, db, {"extract": source, "load": load(db, table, writeMode="append", batchSize=1)})
+    assert metrics.records_loaded == 2
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == [(1, "ada"), (2, "grace"), (3, "linus")]
+
+
+def test_overwrite_replaces_rows_and_keeps_the_table_definition(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    db.execute(
+        f"CREATE TABLE {table} "
+        "(id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, note VARCHAR(20) DEFAULT 'kept')",
+        f"INSERT INTO {table} (id, name) VALUES (1, 'ada'), (2, 'grace')",
+    )
+    source = from_rows(spark, tmp_path / "in", [(3, "linus")], PEOPLE_SCHEMA)
+    run(spark, db, {"extract": source, "load": load(db, table, writeMode="overwrite")})
+    # A column the output lacks, its default and the key survive: the table was truncated, not
+    # dropped and created again from the output's schema.
+    assert db.rows(f"SELECT id, name, note FROM {table}") == [(3, "linus", "kept")]
+    assert db.primary_key(table) == ["id"]
+
+
+@pytest.mark.parametrize("mode", ["append", "overwrite", "upsert"])
+def test_a_missing_table_is_created_from_the_output(
+    spark: Any, db: Database, table: str, tmp_path: Path, mode: str
+) -> None:
+    source = from_rows(spark, tmp_path / "in", [(1, "ada"), (2, "grace")], PEOPLE_SCHEMA)
+    run(spark, db, {"extract": source, "load": load(db, table, writeMode=mode, primaryKey=["id"])})
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == [(1, "ada"), (2, "grace")]
+    assert db.primary_key(table) == ["id"]
+
+
+def test_upsert_inserts_and_updates_and_a_rerun_gives_the_same_table(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    create_people(db, table, "(1, 'ada', NULL), (2, 'grace', NULL)")
+    source = from_rows(spark, tmp_path / "in", [(2, "GRACE"), (3, "linus"), (4, None)], PEOPLE_SCHEMA)
+    spec = {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])}
+    expected = [(1, "ada"), (2, "GRACE"), (3, "linus"), (4, None)]
+
+    assert run(spark, db, spec).records_loaded == 3
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == expected
+    run(spark, db, spec)
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == expected
+    assert db.tables_like("etl_stage_") == []
+
+
+def test_upsert_carries_every_value_exactly(spark: Any, db: Database, table: str) -> None:
+    """Quotes, commas, newlines, backslashes, NULL against the empty string, and each type."""
+    from pyspark.sql import functions as F
+
+    texts = ['say "hi", then\nleave', "back\\slash \\N", "", None, "NULL", "ünïcødé ✓"]
+    frame = spark.createDataFrame(
+        [
+            (i, text, i % 2 == 0, Decimal(f"{i}.25"), i * 1.5, date(2024, 1, i + 1), bytes([0, 255, i]))
+            for i, text in enumerate(texts)
+        ],
+        "id long, text string, flag boolean, amount decimal(10,2), ratio double, day date, raw binary",
+    ).withColumn("seen", F.timestamp_seconds(F.lit(1704103200) + F.col("id")))  # 2024-01-01 10:00:00Z
+    sink = JdbcSink.model_validate(load(db, table, writeMode="upsert", primaryKey=["id"]))
+    JdbcSinkConnector().write(frame, sink, context(spark, db))
+
+    found = db.rows(f"SELECT id, text, flag, amount, ratio, day, raw, seen FROM {table} ORDER BY id")
+    assert [row[1] for row in found] == texts
+    assert [bool(row[2]) for row in found] == [i % 2 == 0 for i in range(len(texts))]
+    assert [row[3] for row in found] == [Decimal(f"{i}.25") for i in range(len(texts))]
+    assert [row[4] for row in found] == [i * 1.5 for i in range(len(texts))]
+    assert [row[5] for row in found] == [date(2024, 1, i + 1) for i in range(len(texts))]
+    assert [bytes(row[6]) for row in found] == [bytes([0, 255, i]) for i in range(len(texts))]
+    assert [row[7].replace(tzinfo=None) for row in found] == [
+        datetime(2024, 1, 1, 10, 0, i) for i in range(len(texts))
+    ]
+
+
+def test_a_key_twice_in_one_upsert_is_a_data_error_naming_it(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    create_people(db, table, "(1, 'ada', NULL)")
+    source = from_rows(spark, tmp_path / "in", [(1, "x"), (7, "y"), (7, "z")], PEOPLE_SCHEMA)
+    with pytest.raises(DataError, match="7") as failed:
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+    assert "more than once" in str(failed.value) and table in str(failed.value)
+    assert db.rows(f"SELECT id, name FROM {table}") == [(1, "ada")]
+    assert db.tables_like("etl_stage_") == []
+
+
+def test_a_value_the_column_refuses_is_a_data_error(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    db.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY, amount INT)")
+    source = from_rows(spark, tmp_path / "in", [(1, "12"), (2, "twelve")], "id int, amount string")
+    with pytest.raises(DataError, match="twelve"):
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+    assert db.rows(f"SELECT id, amount FROM {table}") == []
+
+
+def test_upsert_needs_a_unique_key_on_the_primary_key(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    db.execute(f"CREATE TABLE {table} (id INT, name VARCHAR(20))")
+    source = from_rows(spark, tmp_path / "in", [(1, "ada")], PEOPLE_SCHEMA)
+    with pytest.raises(ConfigurationError, match=r"no primary key or unique index on exactly \(id\)"):
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+
+
+def test_an_output_column_the_table_lacks_is_named(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    db.execute(f"CREATE TABLE {table} (id INT PRIMARY KEY)")
+    source = from_rows(spark, tmp_path / "in", [(1, "ada")], PEOPLE_SCHEMA)
+    with pytest.raises(ConfigurationError, match=f"column name of the output is not in table {table}"):
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="append")})
+
+
+# --- failures ----------------------------------------------------------------------------------
+
+
+def assert_names_the_database(failed: EtlError, db: Database, address: str, table: str, cause: str) -> None:
+    message = str(failed)
+    assert address in message and table in message, message
+    assert cause in message, message
+    assert db.password not in message
+    assert "\tat " not in message and "Traceback" not in message, message
+
+
+CAUSES = {
+    "wrong password": {"PostgreSQL": "password authentication failed", "MySQL": "Access denied for user"},
+    "unknown host": {"PostgreSQL": "UnknownHostException", "MySQL": "UnknownHostException"},
+    "missing table": {"PostgreSQL": 'relation "missing_table" does not exist', "MySQL": "doesn't exist"},
+}
+
+
+@pytest.mark.parametrize("problem", list(CAUSES))
+def test_a_source_that_cannot_be_read_is_named_with_the_cause(
+    spark: Any, db: Database, table: str, tmp_path: Path, problem: str
+) -> None:
+    create_people(db, table, PEOPLE)
+    source, password, address = extract(db, table), db.password, db.address
+    if problem == "wrong password":
+        password = "not-" + db.password
+    elif problem == "unknown host":
+        source["connection"]["host"] = "no-such-host.invalid"
+        address = address.replace(db.server.host, "no-such-host.invalid")
+    else:
+        source["table"] = table = "missing_table"
+    with pytest.raises(SourceUnavailable) as failed:
+        run(spark, db, {"extract": source, "load": to_files(tmp_path / "out")}, password=password)
+    assert failed.value.exit_code == 4
+    assert_names_the_database(failed.value, db, address, table, CAUSES[problem][db.kind])
+
+
+@pytest.mark.parametrize("problem", ["wrong password", "unknown host"])
+def test_a_sink_that_cannot_be_reached_is_named_with_the_cause(
+    spark: Any, db: Database, table: str, tmp_path: Path, problem: str
+) -> None:
+    sink, password, address = load(db, table, writeMode="upsert", primaryKey=["id"]), db.password, db.address
+    if problem == "wrong password":
+        password = "not-" + db.password
+    else:
+        sink["connection"]["host"] = "no-such-host.invalid"
+        address = address.replace(db.server.host, "no-such-host.invalid")
+    source = from_rows(spark, tmp_path / "in", [(1, "ada")], PEOPLE_SCHEMA)
+    with pytest.raises(SinkRejected) as failed:
+        run(spark, db, {"extract": source, "load": sink}, password=password)
+    assert failed.value.exit_code == 4
+    assert_names_the_database(failed.value, db, address, table, CAUSES[problem][db.kind])
+
+
+def test_a_missing_secret_is_named(spark: Any, postgres: PostgresServer, table: str, tmp_path: Path) -> None:
+    db = Database("PostgreSQL", postgres)
+    pipeline = parse_manifest(
+        {
+            "metadata": {"name": "jdbc-test"},
+            "spec": {"extract": extract(db, table), "load": to_files(tmp_path)},
+        }
+    )
+    with pytest.raises(CredentialsMissing, match=f"Secret {REF.name} key {REF.key}") as failed:
+        run_pipeline(pipeline, RunContext(pipeline="jdbc-test", spark=spark, env={}), NO_SCHEMAS)
+    assert failed.value.exit_code == 2
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def test_the_cli_copies_a_table_between_databases(
+    postgres: PostgresServer, mysql: MySQLServer, table: str, tmp_path: Path
+) -> None:
+    """`etl run` in its own process: PostgreSQL read incrementally, upserted into MySQL, with
+    the password only in the environment, as the operator runs it."""
+    source, target = Database("PostgreSQL", postgres), Database("MySQL", mysql)
+    create_people(source, table, PEOPLE)
+    mysql_ref = SecretKeyRef(name="mysql-credentials", key="password")
+    manifest = {
+        "apiVersion": "etl.sparkops.io/v1alpha1",
+        "kind": "ETLPipeline",
+        "metadata": {"name": "copy-people"},
+        "spec": {
+            "extract": extract(source, table, incremental={"column": "updated_at"}),
+            "transforms": [{"transformType": "Select", "columns": ["id", "name"]}],
+            "load": {
+                **load(target, table, writeMode="upsert", primaryKey=["id"]),
+                "credentialsRef": {"name": mysql_ref.name, "key": mysql_ref.key},
+            },
+        },
+    }
+    config = tmp_path / "copy-people.yaml"
+    config.write_text(yaml.safe_dump(manifest))
+    env = {
+        **os.environ,
+        "ETL_SPARK_JARS": os.pathsep.join(str(jar) for jar in connector_jars()),
+        "PYTHONPATH": str(REPO_ROOT / "job_image"),
+        secret_env_name(REF): postgres.password,
+        secret_env_name(mysql_ref): mysql.password,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "etl_job.cli", "run", str(config), "--master", "local[2]"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads(done.stdout[done.stdout.index("{") :])
+    assert metrics["recordsLoaded"] == 3 and metrics["highWaterMark"].startswith("2024-01-01 12:00:00")
+    assert target.rows(f"SELECT id, name FROM {table} ORDER BY id") == [
+        (1, "ada"),
+        (2, "grace"),
+        (3, "linus"),
+    ]
+    assert postgres.password not in done.stdout + done.stderr
+    assert mysql.password not in done.stdout + done.stderr
