@@ -225,6 +225,23 @@ INVALID_CASES: list[InvalidCase] = [
         "valueFormat avro and avro-confluent need schemaName",
     ),
     InvalidCase(
+        "kafka-sink-avro-confluent-without-schema-id",
+        _changed(
+            _set(
+                "load",
+                {
+                    "sinkType": "Kafka",
+                    "bootstrapServers": "kafka:9092",
+                    "topic": "t",
+                    "valueFormat": "avro-confluent",
+                    "schemaName": "user-event",
+                },
+            )
+        ),
+        "spec.load",
+        "valueFormat avro-confluent needs schemaId",
+    ),
+    InvalidCase(
         "kafka-sasl-without-credentials",
         _changed(_set("extract", {**KAFKA_SOURCE, "security": {"protocol": "SASL_SSL"}})),
         "spec.extract.security",
@@ -465,6 +482,22 @@ VALID_CASES: list[tuple[str, Spec]] = [
     (
         "kafka-sink",
         _changed(_set("load", {"sinkType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "t"})),
+    ),
+    (
+        "kafka-sink-avro-confluent",
+        _changed(
+            _set(
+                "load",
+                {
+                    "sinkType": "Kafka",
+                    "bootstrapServers": "kafka:9092",
+                    "topic": "t",
+                    "valueFormat": "avro-confluent",
+                    "schemaName": "user-summary",
+                    "schemaId": 7,
+                },
+            )
+        ),
     ),
     ("mysql-sink-append", _changed(_all(_set("load.sinkType", "MySQL"), _set("load.writeMode", "append")))),
     (

@@ -52,7 +52,7 @@ def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, stage: str, contex
     selected = frame.select(*DEAD_LETTER_COLUMNS)
     try:
         if isinstance(target, KafkaDeadLetter):
-            _to_kafka(selected, target, context.pipeline)
+            _to_kafka(selected, target, context)
         else:
             _to_files(selected, target, context)
     except Exception as failed:
@@ -60,20 +60,24 @@ def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, stage: str, contex
         raise SinkRejected(f"cannot write dead letters of {stage}: {text}", stage="deadLetter") from failed
 
 
-def _to_kafka(letters: Any, target: KafkaDeadLetter, pipeline: str) -> None:
+def _to_kafka(letters: Any, target: KafkaDeadLetter, context: RunContext) -> None:
+    """One JSON message per dead letter, keyed by the pipeline, through the Kafka sink's writer
+    (security from the Secret values, the topic checked first, acks from all replicas)."""
     from pyspark.sql import functions as F
 
-    (
+    from etl_job.kafka_io import write_messages
+
+    write_messages(
         letters.select(
-            F.lit(pipeline).alias("key"),
+            F.lit(context.pipeline).alias("key"),
             F.to_json(F.struct(*DEAD_LETTER_COLUMNS)).alias("value"),
-        )
-        .write.format("kafka")
-        .option("kafka.bootstrap.servers", target.bootstrap_servers)
-        .option("topic", target.topic)
-        .option("kafka.acks", "all")
-        .option("kafka.enable.idempotence", "true")
-        .save()
+        ),
+        bootstrap_servers=target.bootstrap_servers,
+        topic=target.topic,
+        security=target.security,
+        extra={},
+        context=context,
+        stage="deadLetter",
     )
 
 

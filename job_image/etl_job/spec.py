@@ -287,7 +287,9 @@ class KafkaSource(SpecModel):
     )
     value_format: ValueFormat = Field(default=ValueFormat.json, description="Encoding of message values.")
     schema_name: Name | None = Field(
-        default=None, description="Avro schema of the values; needed for the Avro value formats."
+        default=None,
+        description="Avro schema of the values; needed for the Avro value formats. With json, the "
+        "values are parsed into its fields; without it, each value is one string column `value`.",
     )
     metadata_columns: list[KafkaMetadataColumn] = Field(
         default_factory=list,
@@ -654,25 +656,51 @@ class JdbcSink(SpecModel):
     )
 
 
+CONFLUENT_NEEDS_SCHEMA_ID = "valueFormat avro-confluent needs schemaId"
+
+
 class KafkaSink(SpecModel):
     """A Kafka topic; one message per row."""
 
     sink_type: Literal["Kafka"] = Field(description="Kind of sink.")
     bootstrap_servers: Name
     topic: Name
-    key_column: ColumnName | None = Field(default=None, description="Column used as the message key.")
-    value_format: ValueFormat = Field(default=ValueFormat.json)
+    key_column: ColumnName | None = Field(
+        default=None, description="Column used as the message key, as a string."
+    )
+    value_format: ValueFormat = Field(
+        default=ValueFormat.json,
+        description="json: every column of the row as one JSON object; avro, avro-confluent: the "
+        "fields of schemaName.",
+    )
     write_mode: Literal["append"] = Field(default="append", description="Topics are append-only.")
     schema_name: Name | None = Field(default=None, description="Avro schema of the values.")
+    schema_id: int | None = Field(
+        default=None,
+        ge=0,
+        le=2147483647,
+        description="Id of schemaName in the Confluent schema registry, written in the header of "
+        "each value; needed for avro-confluent.",
+    )
     security: KafkaSecurity | None = None
     options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka writer.")
 
     @model_validator(mode="after")
     def _avro_needs_schema(self) -> KafkaSink:
         _check_avro_schema(self.value_format, self.schema_name)
+        if self.value_format == ValueFormat.avro_confluent and self.schema_id is None:
+            raise ValueError(CONFLUENT_NEEDS_SCHEMA_ID)
         return self
 
-    model_config = ConfigDict(json_schema_extra=cel_rules(_AVRO_NEEDS_SCHEMA))
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            _AVRO_NEEDS_SCHEMA,
+            cel(
+                "!has(self.valueFormat) || self.valueFormat != 'avro-confluent' || has(self.schemaId)",
+                CONFLUENT_NEEDS_SCHEMA_ID,
+            ),
+        )
+    )
 
 
 Sink = Annotated[S3Sink | JdbcSink | KafkaSink, Field(discriminator="sink_type")]

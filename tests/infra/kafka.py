@@ -1,9 +1,13 @@
-"""One KRaft-mode Kafka broker (combined broker and controller) from the Maven Central jars."""
+"""One KRaft-mode Kafka broker (combined broker and controller) from the Maven Central jars.
+
+Besides its PLAINTEXT listener the broker has a SASL_PLAINTEXT one, on its own port, that takes
+one user by PLAIN and by SCRAM-SHA-256, so clients can be tested with credentials."""
 
 from __future__ import annotations
 
 import base64
 import os
+import secrets
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -23,10 +27,18 @@ from tests.infra.versions import BUILD_SCRIPTS, cache_dir, ensure_built, version
 COMPONENT = "kafka"
 
 
+#: The one SASL user of the harness broker (the password is drawn per start).
+SASL_USER = "etl"
+
+
 @dataclass(frozen=True)
 class KafkaBroker:
     bootstrap_servers: str
     process: ServerProcess
+    #: host:port of the SASL_PLAINTEXT listener (mechanisms PLAIN and SCRAM-SHA-256).
+    sasl_bootstrap: str = ""
+    sasl_user: str = SASL_USER
+    sasl_password: str = ""
 
     def admin(self) -> AdminClient:
         return AdminClient({"bootstrap.servers": self.bootstrap_servers})
@@ -44,7 +56,8 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
         raise HarnessError(f"{COMPONENT}: java not found on PATH")
     libs = cache_dir() / f"kafka-{versions()['KAFKA_VERSION']}" / "libs"
     workdir = make_workdir(COMPONENT)
-    port, controller_port = free_port(), free_port()
+    port, controller_port, sasl_port = free_port(), free_port(), free_port()
+    sasl_password = secrets.token_hex(12)
     config = workdir / "server.properties"
     config.write_text(
         "\n".join(
@@ -52,11 +65,21 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},"
+                f"CONTROLLER://127.0.0.1:{controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+                "SASL_PLAINTEXT:SASL_PLAINTEXT",
+                "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256",
+                # PLAIN users live in the listener's JAAS entry; SCRAM users in the cluster
+                # metadata, written by the storage format below.
+                "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                f'user_{SASL_USER}="{sasl_password}";',
+                "listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;",
                 f"log.dirs={workdir / 'logs'}",
                 "num.partitions=1",
                 # Topics exist only when a test creates them, so a missing topic is a real error.
@@ -78,7 +101,17 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
     with timed(COMPONENT, "format"):
         run_checked(
             COMPONENT,
-            [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            [
+                *jvm,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(config),
+                "--add-scram",
+                f"SCRAM-SHA-256=[name={SASL_USER},password={sasl_password}]",
+            ],
             timeout=timeout,
         )
     process = ServerProcess(
@@ -87,7 +120,12 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
         log_path=workdir / "kafka.log",
         env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m"},
     )
-    broker = KafkaBroker(f"127.0.0.1:{port}", process)
+    broker = KafkaBroker(
+        f"127.0.0.1:{port}",
+        process,
+        sasl_bootstrap=f"127.0.0.1:{sasl_port}",
+        sasl_password=sasl_password,
+    )
     with timed(COMPONENT, "start"):
         process.start()
         process.wait_until(lambda: _has_broker(broker), what="serving metadata", timeout=timeout)
