@@ -27,6 +27,7 @@ from etl_job.jdbc_errors import (
     driver_message,
     hint,
     marked,
+    permanent,
     redact,
 )
 from etl_job.jdbc_sql import (
@@ -85,16 +86,15 @@ class Database:
     def client(self, spark: Any) -> JdbcClient:
         return JdbcClient(spark, self.url, self.dialect.driver_class, self.properties())
 
-    def failure(self, action: str, error: BaseException) -> str:
+    def failure(self, action: str, error: BaseException) -> tuple[str, bool]:
         """`action` (such as "cannot read table t from") with the database and the driver's
-        message, for an error from Spark, the JVM or a bulk-load task."""
-        if isinstance(error, JdbcFailure):
-            cause = str(error)
-        else:
-            text = str(error)
-            cause = marked(text, BULK_REJECTED) or driver_message(causes_of(error), _first_line(text))
+        message, for an error from Spark, the JVM or a bulk-load task; and whether retrying
+        cannot help."""
+        causes = error.causes if isinstance(error, JdbcFailure) else causes_of(error)
+        text = str(error)
+        cause = marked(text, BULK_REJECTED) or driver_message(causes, _first_line(text))
         cause = redact(cause, self.secrets)
-        return f"{action} {self.label}: {cause}{hint(cause)}"
+        return f"{action} {self.label}: {cause}{hint(cause)}", permanent(causes)
 
 
 def database_of(
@@ -157,9 +157,8 @@ class JdbcSourceConnector:
         except EtlError:
             raise
         except Exception as failed:  # noqa: BLE001 - Spark, py4j and the JVM raise many classes
-            raise SourceUnavailable(
-                database.failure(f"cannot read {what} from", failed), stage="extract"
-            ) from None
+            message, lasting = database.failure(f"cannot read {what} from", failed)
+            raise SourceUnavailable(message, stage="extract", permanent=lasting) from None
         if block.incremental is not None:
             context.report.high_water_mark = plan.high_water_mark
             log.info("incremental read of %s up to %s", what, plan.high_water_mark)
@@ -296,9 +295,8 @@ class JdbcSinkConnector:
                     f"table {block.table} of {database.label} refused a row: {redact(bad, database.secrets)}",
                     stage="load",
                 ) from None
-            raise SinkRejected(
-                database.failure(f"cannot write table {block.table} of", failed), stage="load"
-            ) from None
+            message, lasting = database.failure(f"cannot write table {block.table} of", failed)
+            raise SinkRejected(message, stage="load", permanent=lasting) from None
 
 
 def prepare_table(
@@ -379,12 +377,27 @@ def upsert(
 ) -> None:
     """Stage the output in bulk, then one INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE in one
     transaction: a retried load stages again and merges the same rows into the same table."""
+    from pyspark import StorageLevel
+
     dialect = database.dialect
-    typed = list(zip(columns.output, columns.types, strict=True))
-    # Materialized once on the executors: this runs the pipeline's one pass over the data (its
-    # row counts and bad-record checks) before the database sees a row.
-    text = load_text(frame, dialect, typed).localCheckpoint(eager=True)
-    staging, loaded_partitions = staging_names(block.table, context.run_id, secrets.token_hex(4))
+    # Kept on the executors and counted first: that Dataset action is the pipeline's one pass
+    # over the data (its row counts and bad-record checks, which the bulk load, an RDD job,
+    # would not report), done before the database sees a row. Lost blocks are recomputed.
+    text = load_text(frame, dialect, list(zip(columns.output, columns.types, strict=True)))
+    text = text.persist(StorageLevel.MEMORY_AND_DISK_DESER)
+    try:
+        text.count()
+        with database.client(context.spark) as client:
+            _stage_and_merge(client, text, block, database, columns, context.run_id)
+    finally:
+        text.unpersist()
+
+
+def _stage_and_merge(
+    client: JdbcClient, text: Any, block: JdbcSink, database: Database, columns: TargetColumns, run_id: str
+) -> None:
+    dialect = database.dialect
+    staging, loaded_partitions = staging_names(block.table, run_id, secrets.token_hex(4))
     target = BulkTarget(
         dialect=dialect.name,
         host=database.host,
@@ -396,35 +409,36 @@ def upsert(
         load_statement=dialect.bulk_load(staging, list(zip(columns.table, columns.types, strict=True))),
         mark_statement=dialect.mark_partition_loaded(loaded_partitions),
     )
-    with database.client(context.spark) as client:
+    try:
+        client.execute(dialect.create_staging(staging, block.table, columns.table, columns.primary_key))
+        client.execute(dialect.create_loaded_partitions(loaded_partitions))
+        rows = bulk_load(text, target)
         try:
-            client.execute(dialect.create_staging(staging, block.table, columns.table, columns.primary_key))
-            client.execute(dialect.create_loaded_partitions(loaded_partitions))
-            rows = bulk_load(text, target)
+            with client.transaction():
+                changed = client.execute(
+                    dialect.merge(block.table, staging, columns.table, columns.primary_key)
+                )
+        except JdbcFailure as failed:
+            if failed.sql_state == CARDINALITY_VIOLATION:
+                raise _duplicate_key(client, dialect, staging, columns, block, database) from None
+            if (failed.sql_state or "")[:2] in ("22", "23"):  # a value or a constraint of the table
+                raise DataError(
+                    f"table {block.table} of {database.label} refused a row: {failed}", stage="load"
+                ) from None
+            raise
+        log.info(
+            "upserted %d rows into table %s of %s (%d rows changed)",
+            rows,
+            block.table,
+            database.label,
+            changed,
+        )
+    finally:
+        for name in (staging, loaded_partitions):
             try:
-                with client.transaction():
-                    changed = client.execute(
-                        dialect.merge(block.table, staging, columns.table, columns.primary_key)
-                    )
-            except JdbcFailure as failed:
-                if failed.sql_state == CARDINALITY_VIOLATION:
-                    raise _duplicate_key(client, dialect, staging, columns, block, database) from None
-                raise
-            log.info(
-                "upserted %d rows into table %s of %s (%d rows changed)",
-                rows,
-                block.table,
-                database.label,
-                changed,
-            )
-        finally:
-            for name in (staging, loaded_partitions):
-                try:
-                    client.execute(dialect.drop_table(name))
-                except Exception:  # noqa: BLE001 - the load's own error, if any, is the one to report
-                    log.warning(
-                        "could not drop staging table %s of %s; drop it by hand", name, database.label
-                    )
+                client.execute(dialect.drop_table(name))
+            except JdbcFailure:  # the load's own error, if any, is the one to report
+                log.warning("could not drop staging table %s of %s; drop it by hand", name, database.label)
 
 
 def _duplicate_key(

@@ -48,8 +48,9 @@ class BulkTarget:
 
 
 def load_text(frame: Any, dialect: Dialect, columns: Sequence[tuple[str, str]]) -> Any:
-    """`frame` as one string column: a line of load text per row, ending in a newline, with the
-    columns in the order of `columns` (name, Spark type)."""
+    """`frame` as one binary column: a line of load text per row (UTF-8, ending in a newline),
+    with the columns in the order of `columns` (name, Spark type). Binary, not string: the
+    bytes then reach Python as they are, not decoded to Java strings and encoded again."""
     from pyspark.sql import functions as F
 
     parts: list[Any] = []
@@ -58,7 +59,7 @@ def load_text(frame: Any, dialect: Dialect, columns: Sequence[tuple[str, str]]) 
             parts.append(F.lit(","))
         parts.append(_field(F.col(_escape_name(name)), dialect, dialect.field_format(spark_type)))
     parts.append(F.lit("\n"))
-    return frame.select(F.concat(*parts).alias("line"))
+    return frame.select(F.concat(*parts).cast("binary").alias("line"))
 
 
 def _escape_name(name: str) -> str:
@@ -92,14 +93,16 @@ def _field(column: Any, dialect: Dialect, fmt: FieldFormat) -> Any:
 
 
 def line_bytes(text_frame: Any) -> Any:
-    """The load text as an RDD of UTF-8 lines (bytes): read the way DataFrame.toJSON reads its
-    strings, with no Row objects, which would cost more than the load."""
+    """The load text as an RDD of lines (bytes), read the way DataFrame.toJSON reads its
+    strings: length-prefixed bytes, no Row objects, which would cost more than the load."""
     from pyspark.rdd import RDD
     from pyspark.serializers import UTF8Deserializer
 
     spark = text_frame.sparkSession
-    strings = getattr(text_frame._jdf, "as")(spark._jvm.org.apache.spark.sql.Encoders.STRING())
-    return RDD(strings.toJavaRDD(), spark.sparkContext, UTF8Deserializer(use_unicode=False))  # type: ignore[no-untyped-call]
+    lines = getattr(text_frame._jdf, "as")(spark._jvm.org.apache.spark.sql.Encoders.BINARY())
+    # Byte arrays go to Python with the same framing as strings; use_unicode=False keeps them bytes.
+    deserializer = UTF8Deserializer(use_unicode=False)  # type: ignore[no-untyped-call]
+    return RDD(lines.toJavaRDD(), spark.sparkContext, deserializer)
 
 
 def bulk_load(text_frame: Any, target: BulkTarget) -> int:
@@ -230,9 +233,6 @@ class _LineStream:
             if 0 <= size <= total:
                 break
         return b"".join(chunk)
-
-    def readline(self, size: int = -1) -> bytes:
-        return next(self._lines, b"")
 
 
 def _chunks(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:

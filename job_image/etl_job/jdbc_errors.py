@@ -74,6 +74,26 @@ def sql_state(causes: Iterable[Cause]) -> str | None:
     return next((cause.sql_state for cause in causes if cause.sql_state), None)
 
 
+def permanent(causes: Iterable[Cause]) -> bool:
+    """Whether retrying cannot help: refused credentials, a missing table or column, a denied
+    privilege (SQLSTATE classes 28 and 42), as opposed to a server that is down or restarting."""
+    for cause in causes:
+        if cause.sql_state and cause.sql_state[:2] in ("28", "42"):
+            return True
+        lowered = cause.message.lower()
+        if any(words in lowered for words in _PERMANENT_WORDS):
+            return True
+    return False
+
+
+_PERMANENT_WORDS = (
+    "password authentication failed",
+    "access denied for user",
+    "does not exist",
+    "doesn't exist",
+)
+
+
 def _clean(message: str) -> str:
     """First line, without the MariaDB driver's connection number."""
     lines = [line.strip() for line in message.strip().splitlines() if line.strip()]

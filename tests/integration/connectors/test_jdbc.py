@@ -363,6 +363,20 @@ def test_a_value_the_column_refuses_is_a_data_error(
     assert db.rows(f"SELECT id, amount FROM {table}") == []
 
 
+def test_a_row_the_tables_constraints_refuse_leaves_the_table_as_it_was(
+    spark: Any, postgres: PostgresServer, table: str, tmp_path: Path
+) -> None:
+    db = Database("PostgreSQL", postgres)
+    db.execute(
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, name TEXT, note TEXT NOT NULL)",
+        f"INSERT INTO {table} VALUES (1, 'ada', 'kept')",
+    )
+    source = from_rows(spark, tmp_path / "in", [(1, "ADA"), (2, "grace")], PEOPLE_SCHEMA)
+    with pytest.raises(DataError, match="null value in column"):
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+    assert db.rows(f"SELECT id, name, note FROM {table}") == [(1, "ada", "kept")]
+
+
 def test_upsert_needs_a_unique_key_on_the_primary_key(
     spark: Any, db: Database, table: str, tmp_path: Path
 ) -> None:
@@ -415,6 +429,7 @@ def test_a_source_that_cannot_be_read_is_named_with_the_cause(
     with pytest.raises(SourceUnavailable) as failed:
         run(spark, db, {"extract": source, "load": to_files(tmp_path / "out")}, password=password)
     assert failed.value.exit_code == 4
+    assert failed.value.permanent == (problem != "unknown host")
     assert_names_the_database(failed.value, db, address, table, CAUSES[problem][db.kind])
 
 
@@ -432,6 +447,8 @@ def test_a_sink_that_cannot_be_reached_is_named_with_the_cause(
     with pytest.raises(SinkRejected) as failed:
         run(spark, db, {"extract": source, "load": sink}, password=password)
     assert failed.value.exit_code == 4
+    # Refused credentials are not retried; a host that does not resolve may come back.
+    assert failed.value.permanent == (problem == "wrong password")
     assert_names_the_database(failed.value, db, address, table, CAUSES[problem][db.kind])
 
 

@@ -9,6 +9,7 @@ from etl_job.jdbc_errors import (
     driver_message,
     hint,
     marked,
+    permanent,
     redact,
 )
 
@@ -86,3 +87,13 @@ def test_hints_point_at_what_to_check() -> None:
 
 def test_secrets_are_redacted() -> None:
     assert redact("user s3cret failed with s3cret", ["s3cret", ""]) == "user *** failed with ***"
+
+
+def test_refused_credentials_and_missing_tables_are_permanent_an_unreachable_server_is_not() -> None:
+    assert permanent([Cause("java.sql.SQLInvalidAuthorizationSpecException", "Access denied", "28000")])
+    assert permanent(
+        [Cause("org.postgresql.util.PSQLException", 'ERROR: relation "t" does not exist', "42P01")]
+    )
+    assert permanent(causes_in_text(SPARK_WRAPPED))
+    assert not permanent([Cause("org.postgresql.util.PSQLException", "Connection refused.", "08001")])
+    assert not permanent([Cause("java.net.UnknownHostException", "db.invalid")])
