@@ -168,3 +168,10 @@ def test_run_with_a_bad_record_exits_3_and_reports_it(tmp_path: Path) -> None:
     assert report["successRate"] == 0.0
     assert "event_id=2" in report["errors"][0]
     assert "amount" in report["errors"][0]
+
+
+@pytest.mark.parametrize(
+    "example", sorted(path.relative_to(REPO).as_posix() for path in (REPO / "examples").rglob("*.yaml"))
+)
+def test_every_example_pipeline_validates_offline(example: str) -> None:
+    assert main(["validate", str(REPO / example), "--no-sql"]) == 0
