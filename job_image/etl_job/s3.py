@@ -221,6 +221,12 @@ def describe_failure(text: str, bucket: str, connection: S3Connection | None) ->
     return None
 
 
+def lasting(text: str) -> bool:
+    """A missing bucket, refused keys or a missing region: retrying the same request cannot help
+    (an unknown or unreachable endpoint may be a passing network fault, and is retried)."""
+    return any(marker in text for marker in (*_MISSING_BUCKET, *_ACCESS_DENIED, *_NO_REGION))
+
+
 def _credentials_label(connection: S3Connection | None) -> str:
     if connection is None or connection.access_key_ref is None:
         return "the default credentials (no s3.accessKeyRef given): wrong keys or no permission"

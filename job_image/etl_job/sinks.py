@@ -12,7 +12,7 @@ from etl_job.context import RunContext
 from etl_job.errors import ConfigurationError, SinkRejected, first_line
 from etl_job.guard import record_violation
 from etl_job.paths import resolve_path
-from etl_job.s3 import describe_failure, failure_text, use_connection
+from etl_job.s3 import describe_failure, failure_text, lasting, use_connection
 from etl_job.spec import S3Sink
 
 
@@ -65,9 +65,12 @@ class FileSink:
         except Exception as failed:
             if _raised_by_job(failed):
                 raise
-            store_failure = bucket and describe_failure(failure_text(failed), bucket, block.s3)
+            details = failure_text(failed)
+            store_failure = bucket and describe_failure(details, bucket, block.s3)
             if store_failure:
-                raise SinkRejected(store_failure, stage="load", field="path") from None
+                raise SinkRejected(
+                    store_failure, stage="load", field="path", permanent=lasting(details)
+                ) from None
             text = first_line(failed)
             raise SinkRejected(f"cannot write {block.path}: {text}", stage="load") from failed
 

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 from etl_job.context import RunContext
 from etl_job.errors import ConfigurationError, SourceUnavailable, first_line
 from etl_job.paths import resolve_path
-from etl_job.s3 import describe_failure, failure_text, use_connection
+from etl_job.s3 import describe_failure, failure_text, lasting, use_connection
 from etl_job.spec import S3Source
 
 
@@ -56,9 +56,12 @@ class FileSource:
         try:
             return reader.load(path)
         except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
-            store_failure = bucket and describe_failure(failure_text(failed), bucket, block.s3)
+            details = failure_text(failed)
+            store_failure = bucket and describe_failure(details, bucket, block.s3)
             if store_failure:
-                raise SourceUnavailable(store_failure, stage="extract", field="path") from None
+                raise SourceUnavailable(
+                    store_failure, stage="extract", field="path", permanent=lasting(details)
+                ) from None
             text = first_line(failed)
             if "PATH_NOT_FOUND" in text or "does not exist" in text:
                 raise SourceUnavailable(

@@ -17,6 +17,7 @@ from etl_job.s3 import (
     connection_settings,
     describe_failure,
     fail_fast_settings,
+    lasting,
     read_keys,
 )
 from etl_job.spec import S3Connection, SecretKeyRef
@@ -175,3 +176,19 @@ def test_without_an_s3_block_the_failure_names_the_default_endpoint_and_credenti
 def test_a_failure_of_another_bucket_is_not_this_buckets() -> None:
     assert describe_failure(DENIED, "raw-archive", None) is None
     assert describe_failure(DENIED.replace("s3a://raw/", "s3a://ra/"), "raw", None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "permanent"),
+    [
+        ("org.apache.hadoop.fs.s3a.UnknownStoreException: s3a://gone/x", True),
+        ("AccessDeniedException: s3a://b/x: getFileStatus on s3a://b/x: 403", True),
+        ("SdkClientException: Unable to load region from any of the providers", True),
+        ("java.net.UnknownHostException: minio.storage", False),
+        ("java.net.ConnectException: Connection refused", False),
+    ],
+)
+def test_a_missing_bucket_or_refused_keys_are_permanent_a_network_fault_is_not(
+    text: str, permanent: bool
+) -> None:
+    assert lasting(text) is permanent
