@@ -380,10 +380,13 @@ def upsert(
     from pyspark import StorageLevel
 
     dialect = database.dialect
+    # Each partition sorted by key: MySQL's keyed staging table loads in key order at less than
+    # half the cost, and either merge then meets the target's key index in order.
+    keys = [columns.output[columns.table.index(key)] for key in columns.primary_key]
+    text = load_text(frame, dialect, list(zip(columns.output, columns.types, strict=True)), sort_by=keys)
     # Kept on the executors and counted first: that Dataset action is the pipeline's one pass
     # over the data (its row counts and bad-record checks, which the bulk load, an RDD job,
     # would not report), done before the database sees a row. Lost blocks are recomputed.
-    text = load_text(frame, dialect, list(zip(columns.output, columns.types, strict=True)))
     text = text.persist(StorageLevel.MEMORY_AND_DISK_DESER)
     try:
         text.count()
@@ -415,8 +418,9 @@ def _stage_and_merge(
         rows = bulk_load(text, target)
         try:
             with client.transaction():
+                runs = text.rdd.getNumPartitions()
                 changed = client.execute(
-                    dialect.merge(block.table, staging, columns.table, columns.primary_key)
+                    dialect.merge(block.table, staging, columns.table, columns.primary_key, runs=runs)
                 )
         except JdbcFailure as failed:
             if failed.sql_state == CARDINALITY_VIOLATION:

@@ -47,12 +47,17 @@ class BulkTarget:
 # --- the load text (driver side: Spark expressions) ------------------------------------------
 
 
-def load_text(frame: Any, dialect: Dialect, columns: Sequence[tuple[str, str]]) -> Any:
+def load_text(
+    frame: Any, dialect: Dialect, columns: Sequence[tuple[str, str]], sort_by: Sequence[str] = ()
+) -> Any:
     """`frame` as one binary column: a line of load text per row (UTF-8, ending in a newline),
     with the columns in the order of `columns` (name, Spark type). Binary, not string: the
-    bytes then reach Python as they are, not decoded to Java strings and encoded again."""
+    bytes then reach Python as they are, not decoded to Java strings and encoded again.
+    `sort_by`: columns each partition is sorted on first."""
     from pyspark.sql import functions as F
 
+    if sort_by:
+        frame = frame.sortWithinPartitions(*[F.col(_escape_name(name)) for name in sort_by])
     parts: list[Any] = []
     for index, (name, spark_type) in enumerate(columns):
         if index:

@@ -7,6 +7,7 @@ import pytest
 
 from etl_job.jdbc_sql import (
     MAX_NAME_LENGTH,
+    MAX_SORTED_RUNS,
     MYSQL,
     POSTGRESQL,
     FieldFormat,
@@ -131,9 +132,15 @@ def test_postgres_upsert_statements() -> None:
     assert POSTGRESQL.bulk_load("stage", [("id", "bigint"), ("name", "string")]) == (
         'COPY "stage" ("id", "name") FROM STDIN WITH (FORMAT csv)'
     )
-    assert POSTGRESQL.merge("users", "stage", ["id", "name", "n"], ["id"]) == (
-        'INSERT INTO "users" ("id", "name", "n") SELECT "id", "name", "n" FROM "stage" ORDER BY "id" '
+    assert POSTGRESQL.merge("users", "stage", ["id", "name", "n"], ["id"], runs=2) == (
+        'INSERT INTO "users" ("id", "name", "n") SELECT "id", "name", "n" FROM "stage" '
         'ON CONFLICT ("id") DO UPDATE SET "name" = EXCLUDED."name", "n" = EXCLUDED."n"'
+    )
+
+
+def test_postgres_sorts_many_staged_runs_into_key_order_before_merging() -> None:
+    assert 'FROM "stage" ORDER BY "a", "b" ON CONFLICT' in POSTGRESQL.merge(
+        "t", "stage", ["a", "b", "c"], ["a", "b"], runs=MAX_SORTED_RUNS + 1
     )
 
 
