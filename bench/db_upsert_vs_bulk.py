@@ -7,7 +7,9 @@ For each database (PostgreSQL, and MariaDB for MySQL), per round:
   upsert     the same rows through the job's sink (writeMode upsert, primaryKey id) into a table
              already holding every other key with older values: half updates, half inserts
 The rows come from a DataFrame cached beforehand, so the sink alone is timed. Medians of the
-rounds, rows/s and the ratio upsert/baseline (goal: at least 0.5) are printed with the machine.
+rounds, rows/s and the ratio upsert/baseline (goal: at least 0.5) are printed with the machine,
+its load average, and the CPU seconds the database server spent on each side: a figure that
+other work on the machine hardly moves, where wall times on a shared machine swing.
 
   .venv/bin/python bench/db_upsert_vs_bulk.py --rows 1000000 --rounds 3
 """
@@ -102,6 +104,12 @@ class Postgres:
         with self.server.connect() as conn, conn.cursor() as cur, csv_file.open("rb") as data:
             cur.copy_expert(f"COPY {table} ({COLUMNS}) FROM STDIN WITH (FORMAT csv)", data, size=1 << 20)
 
+    def server_pid(self) -> int:
+        with self.server.connect() as conn, conn.cursor() as cur:
+            cur.execute("SHOW data_directory")
+            data_directory = Path(cur.fetchone()[0])
+        return int((data_directory / "postmaster.pid").read_text().split()[0])
+
 
 class MariaDB:
     kind = "MySQL"
@@ -148,6 +156,22 @@ class MariaDB:
             )
         conn.close()
 
+    def server_pid(self) -> int:
+        conn = self._connect()
+        with conn.cursor() as cur:
+            cur.execute("SELECT @@pid_file")
+            pid_file = Path(cur.fetchone()[0])
+        conn.close()
+        return int(pid_file.read_text().split()[0])
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a server process and of its children that ended (PostgreSQL's backends end
+    with their connection; MariaDB's threads are the process's own)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
 
 # --- the runs --------------------------------------------------------------------------------
 
@@ -181,10 +205,14 @@ def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
     JdbcSinkConnector().write(frame, block, context)
 
 
-def timed(action: Callable[[], object]) -> float:
+def timed(action: Callable[[], object], server_pid: int) -> tuple[float, float]:
+    """Wall seconds of the action, and the database server's CPU seconds during it."""
+    cpu_before = cpu_seconds(server_pid)
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    wall = time.perf_counter() - started
+    time.sleep(0.2)  # PostgreSQL's backends end just after their connections close
+    return wall, cpu_seconds(server_pid) - cpu_before
 
 
 def bench_database(
@@ -214,7 +242,9 @@ def bench_database(
     upsert(0)  # warm-up: Python workers, JIT, caches
     reset()
     baseline()
+    server_pid = db.server_pid()
     seconds: dict[str, list[float]] = {"baseline": [], "upsert": []}
+    server_cpu: dict[str, list[float]] = {"baseline": [], "upsert": []}
     for run in range(1, rounds + 1):
         reset()
         runs: dict[str, Callable[[], object]] = {
@@ -223,14 +253,19 @@ def bench_database(
         }
         # Alternate the order, so that neither side always meets the other's leftovers.
         for name in list(runs) if run % 2 else reversed(list(runs)):
-            seconds[name].append(timed(runs[name]))
+            wall, cpu = timed(runs[name], server_pid)
+            seconds[name].append(wall)
+            server_cpu[name].append(cpu)
     assert db.count(TABLE) == rows, f"{db.kind}: upsert left {db.count(TABLE)} rows, expected {rows}"
     assert db.count(baseline_table) == rows
     median = {name: statistics.median(values) for name, values in seconds.items()}
+    cpu_median = {name: statistics.median(values) for name, values in server_cpu.items()}
     return {
         "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
         "rows_per_second": {name: round(rows / value) for name, value in median.items()},
         "ratio_upsert_to_baseline": round(median["baseline"] / median["upsert"], 3),
+        "server_cpu_seconds": {name: round(value, 2) for name, value in cpu_median.items()},
+        "server_cpu_ratio": round(cpu_median["baseline"] / cpu_median["upsert"], 3),
     }
 
 
@@ -288,6 +323,7 @@ def main() -> None:
     old_half.count()
 
     results: dict[str, Any] = {}
+    load_before = os.getloadavg()[0]
     kinds = [args.only] if args.only else ["PostgreSQL", "MySQL"]
     for kind in kinds:
         server = start_postgres() if kind == "PostgreSQL" else start_mariadb()
@@ -299,14 +335,23 @@ def main() -> None:
     spark.stop()
     shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"{'database':<11} {'baseline rows/s':>16} {'upsert rows/s':>14} {'ratio':>6}  goal >= {GOAL}")
+    print(f"{'':11} {'rows/s':-^38}   {'database server CPU seconds':-^30}")
+    print(
+        f"{'database':<11} {'baseline':>12} {'upsert':>10} {'ratio':>6} {'goal':>6}   "
+        f"{'baseline':>10} {'upsert':>10} {'ratio':>6}"
+    )
     for kind, result in results.items():
-        rates = result["rows_per_second"]
+        rates, cpu = result["rows_per_second"], result["server_cpu_seconds"]
         print(
-            f"{kind:<11} {rates['baseline']:>16,} {rates['upsert']:>14,} "
-            f"{result['ratio_upsert_to_baseline']:>6.2f}"
+            f"{kind:<11} {rates['baseline']:>12,} {rates['upsert']:>10,} "
+            f"{result['ratio_upsert_to_baseline']:>6.2f} {GOAL:>6}   "
+            f"{cpu['baseline']:>10.2f} {cpu['upsert']:>10.2f} {result['server_cpu_ratio']:>6.2f}"
         )
-    report = {"rows": args.rows, "rounds": args.rounds, "machine": machine(), "results": results}
+    facts = {
+        **machine(),
+        "load average (1 min) before, after": f"{load_before:.1f}, {os.getloadavg()[0]:.1f}",
+    }
+    report = {"rows": args.rows, "rounds": args.rounds, "machine": facts, "results": results}
     print(json.dumps(report, indent=2))
 
 

@@ -389,7 +389,9 @@ def upsert(
     # would not report), done before the database sees a row. Lost blocks are recomputed.
     text = text.persist(StorageLevel.MEMORY_AND_DISK_DESER)
     try:
-        text.count()
+        if text.count() == 0:
+            log.info("nothing to upsert into table %s of %s", block.table, database.label)
+            return
         with database.client(context.spark) as client:
             _stage_and_merge(client, text, block, database, columns, context.run_id)
     finally:

@@ -327,6 +327,9 @@ def test_upsert_inserts_and_updates_and_a_rerun_gives_the_same_table(
     assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == expected
     run(spark, db, spec)
     assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == expected
+    nothing = from_rows(spark, tmp_path / "empty", [], PEOPLE_SCHEMA)
+    assert run(spark, db, {**spec, "extract": nothing}).records_loaded == 0
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == expected
     assert db.tables_like("etl_stage_") == []
 
 
