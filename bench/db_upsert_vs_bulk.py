@@ -36,6 +36,8 @@ sys.path.insert(0, str(REPO))
 TABLE = "bench_upsert"
 GOAL = 0.5
 COLUMNS = "id, user_id, amount, status, updated_at"
+#: Equal for two tables holding the same rows: the upsert's target must end as the COPY's does.
+SUMMARY = "SELECT COUNT(*), SUM(amount), MIN(user_id), MAX(updated_at) FROM {table}"
 
 
 def table_ddl(kind: str, name: str) -> str:
@@ -65,7 +67,7 @@ def make_rows(spark: Any, rows: int, version: int) -> Any:
 
 
 def write_csv(frame: Any, path: Path, kind: str) -> None:
-    """One CSV file of the rows, as each loader reads it (MySQL wants local date-times, \\N)."""
+    """One CSV file of the rows, as each loader reads it (MySQL takes no UTC offset)."""
     from pyspark.sql import functions as F
 
     out = path.with_suffix(".parts")
@@ -95,10 +97,10 @@ class Postgres:
                 cur.execute(statement)
         conn.close()
 
-    def count(self, table: str) -> int:
+    def summary(self, table: str) -> tuple[Any, ...]:
         with self.server.connect() as conn, conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM {table}")
-            return int(cur.fetchone()[0])
+            cur.execute(SUMMARY.format(table=table))
+            return tuple(cur.fetchone())
 
     def bulk_load(self, table: str, csv_file: Path) -> None:
         with self.server.connect() as conn, conn.cursor() as cur, csv_file.open("rb") as data:
@@ -137,11 +139,11 @@ class MariaDB:
                 cur.execute(statement)
         conn.close()
 
-    def count(self, table: str) -> int:
+    def summary(self, table: str) -> tuple[Any, ...]:
         conn = self._connect()
         with conn.cursor() as cur:
-            cur.execute(f"SELECT count(*) FROM {table}")
-            found = int(cur.fetchone()[0])
+            cur.execute(SUMMARY.format(table=table))
+            found = tuple(cur.fetchone())
         conn.close()
         return found
 
@@ -256,8 +258,8 @@ def bench_database(
             wall, cpu = timed(runs[name], server_pid)
             seconds[name].append(wall)
             server_cpu[name].append(cpu)
-    assert db.count(TABLE) == rows, f"{db.kind}: upsert left {db.count(TABLE)} rows, expected {rows}"
-    assert db.count(baseline_table) == rows
+    upserted, copied = db.summary(TABLE), db.summary(baseline_table)
+    assert upserted == copied and copied[0] == rows, f"{db.kind}: upsert left {upserted}, COPY {copied}"
     median = {name: statistics.median(values) for name, values in seconds.items()}
     cpu_median = {name: statistics.median(values) for name, values in server_cpu.items()}
     return {
