@@ -5,10 +5,12 @@ and decides with reconcile(). Nothing is decided from the event's copy of an obj
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import random
 from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from kubernetes import client, config
 
 from etl_operator.capacity import RunSlots, pod_alive
+from etl_operator.kube_io import OWN_WRITES
 from etl_operator.naming import LABEL_MANAGED_BY, MANAGED_BY
 from etl_operator.render import OperatorDefaults
 from etl_operator.settings import Settings, load_settings
@@ -25,14 +28,20 @@ from etl_operator.workqueue import WorkQueue
 
 log = logging.getLogger("etl_operator")
 
+#: Passes run side by side, each in a thread of its own: a pass mostly waits for the API server.
+PASS_WORKERS = 8
 
-def api_client() -> client.ApiClient:
+
+def api_client(connections: int = PASS_WORKERS) -> client.ApiClient:
     """In a pod, the ServiceAccount; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        return config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+        config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+    # A connection kept per thread: with fewer, threads open extra ones, each a TLS handshake.
+    configuration.connection_pool_maxsize = connections
+    return client.ApiClient(configuration)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -65,6 +74,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.posting.enabled = False
     settings.watching.server_timeout = 300
     settings.persistence.diffbase_storage = NoDiffBase()
+    # Only driver pods reach the operator: other pods of the namespace (Spark's executors among
+    # them) are filtered out by the API server, not parsed and dropped here.
+    settings.watching.label_selectors["v1", "pods"] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
     if not log.isEnabledFor(logging.DEBUG):
         # kopf logs each handler call at INFO: a line per pod and pipeline event says nothing
         # the passes do not, and costs CPU in a burst; its warnings and errors still show.
@@ -73,7 +85,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         # The watched namespaces are exact names: nothing to discover, and the namespaced RBAC
         # grants no cluster-wide namespace listing (kopf would retry it for a minute at start-up).
         settings.scanning.disabled = True
-    api = api_client()
+    api = api_client(PASS_WORKERS)
+    # Its own threads: asyncio's default executor has only cores + 4 of them.
+    executor = ThreadPoolExecutor(PASS_WORKERS, thread_name_prefix="etl-pass")
+    memo["executor"] = executor
     defaults = operator_defaults(operator_settings)
     rng = random.Random()
     slots = RunSlots(operator_settings.max_concurrent_runs)
@@ -82,20 +97,23 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     async def process(key: Hashable) -> float | None:
         assert isinstance(key, tuple)
         namespace, name = str(key[0]), str(key[1])
-        result = await asyncio.to_thread(
-            sync_pipeline,
-            api,
-            defaults,
-            namespace,
-            name,
-            datetime.now(UTC),
-            rng,
-            slots,
-            operator_settings.secrets_recheck_seconds,
+        result = await asyncio.get_running_loop().run_in_executor(
+            executor,
+            functools.partial(
+                sync_pipeline,
+                api,
+                defaults,
+                namespace,
+                name,
+                datetime.now(UTC),
+                rng,
+                slots,
+                operator_settings.secrets_recheck_seconds,
+            ),
         )
         return result.requeue_after
 
-    queue = WorkQueue(process, workers=4)
+    queue = WorkQueue(process, workers=PASS_WORKERS)
     memo["queue"] = queue
     memo["queue_task"] = asyncio.create_task(queue.run())
     memo["health"] = await start_health_server(operator_settings.health_port, memo)
@@ -114,12 +132,22 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runner = memo.get("health")
     if runner is not None:
         await runner.cleanup()
+    executor = memo.get("executor")
+    if executor is not None:
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 @kopf.on.event("etl.sparkops.io", "v1alpha1", "etlpipelines")
-async def pipeline_changed(type: str, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    if type != "DELETED" and namespace:
-        memo["queue"].add((namespace, name))
+async def pipeline_changed(
+    type: str, event: kopf.RawEvent, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    if not namespace:
+        return
+    if type == "DELETED":
+        OWN_WRITES.forget_pipeline(namespace, name)
+        return
+    shown = event["object"]
+    memo["queue"].add((namespace, name), moot=lambda: OWN_WRITES.is_own_pipeline_event(shown))
 
 
 @kopf.on.event("", "v1", "pods", labels={LABEL_MANAGED_BY: MANAGED_BY})
@@ -129,9 +157,15 @@ async def driver_pod_changed(
     alive = pod_alive(body.status.get("phase"), deleted=type == "DELETED")
     for waiting in memo["slots"].observe(f"{namespace}/{name}", alive):
         memo["queue"].add(waiting)
+    if type == "DELETED":
+        OWN_WRITES.forget_pod(str(namespace), name)
+    version = str(body.metadata.get("resourceVersion"))
     for owner in body.metadata.get("ownerReferences") or []:
         if owner.get("kind") == "ETLPipeline":
-            memo["queue"].add((namespace, owner["name"]))
+            memo["queue"].add(
+                (namespace, owner["name"]),
+                moot=lambda: OWN_WRITES.is_own_pod_event(str(namespace), name, version),
+            )
 
 
 async def start_health_server(port: int, memo: kopf.Memo) -> web.AppRunner:

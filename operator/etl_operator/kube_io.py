@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,10 +29,124 @@ def _json(response: Any) -> Any:
     return json.loads(response.data)
 
 
+def _finish(response: Any) -> None:
+    """Read the body of an answer we do not need: with `_preload_content=False`, a connection
+    goes back to the pool only once its response is read, and an unread one costs a new TLS
+    handshake on the next call, on both sides."""
+    response.data  # noqa: B018 - the read is the point
+
+
+class OwnWrites:
+    """What this operator's own writes made of its objects, so the watch events they cause can
+    be told apart: such an event shows nothing the pass that wrote did not already decide on,
+    and needs no pass of its own (a launch would otherwise cost three: for the new pipeline,
+    for its status written back, and for the driver pod created).
+
+    A pipeline event is one of ours when the object it shows equals what the writing pass read
+    (spec, generation, uid, labels, annotations, deletion) with the status that pass's patch
+    left; comparing content, not only resourceVersions, keeps a change that landed between
+    the pass's read and its patch (which then may change nothing) from passing as ours. A pod
+    event is one of ours when it is the ADDED event of a pod this operator created.
+
+    The status a pass read is kept too, until its patch: a patch that would change nothing is
+    not sent."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read: dict[tuple[str, str], tuple[dict[str, Any], Any]] = {}
+        self._pipelines: dict[tuple[str, str], bytes] = {}
+        self._pods: dict[tuple[str, str], str] = {}
+
+    def read_pipeline(self, body: Mapping[str, Any]) -> None:
+        metadata = body["metadata"]
+        with self._lock:
+            self._read[(metadata["namespace"], metadata["name"])] = (_essence(body), body.get("status"))
+
+    def status_unchanged(self, namespace: str, name: str, patch: Mapping[str, Any]) -> bool:
+        """Whether the status this pass read is already what `patch` would make of it."""
+        with self._lock:
+            read = self._read.get((namespace, name))
+            if read is None or not _changes_nothing(read[1] or {}, patch):
+                return False
+            del self._read[(namespace, name)]
+            return True
+
+    def wrote_status(self, body: Mapping[str, Any]) -> None:
+        """`body`: the pipeline as the status patch returned it."""
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        with self._lock:
+            read = self._read.pop(key, None)
+            if read is None:
+                self._pipelines.pop(key, None)
+            else:
+                self._pipelines[key] = _digest({**read[0], "status": body.get("status")})
+
+    def created_pod(self, body: Mapping[str, Any]) -> None:
+        metadata = body["metadata"]
+        with self._lock:
+            self._pods[(metadata["namespace"], metadata["name"])] = str(metadata["resourceVersion"])
+
+    def is_own_pipeline_event(self, body: Mapping[str, Any]) -> bool:
+        metadata = body["metadata"]
+        with self._lock:
+            expected = self._pipelines.get((metadata["namespace"], metadata["name"]))
+        return expected is not None and expected == _digest({**_essence(body), "status": body.get("status")})
+
+    def is_own_pod_event(self, namespace: str, name: str, resource_version: str) -> bool:
+        with self._lock:
+            return self._pods.get((namespace, name)) == resource_version
+
+    def forget_pipeline(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._read.pop((namespace, name), None)
+            self._pipelines.pop((namespace, name), None)
+
+    def forget_pod(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._pods.pop((namespace, name), None)
+
+
+def _essence(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything of a pipeline a pass decides on, except its status."""
+    metadata = body["metadata"]
+    return {
+        "spec": body.get("spec"),
+        "uid": metadata.get("uid"),
+        "generation": metadata.get("generation"),
+        "labels": metadata.get("labels"),
+        "annotations": metadata.get("annotations"),
+        "deletionTimestamp": metadata.get("deletionTimestamp"),
+    }
+
+
+def _changes_nothing(current: Any, patch: Any) -> bool:
+    """Whether a JSON merge patch (RFC 7386) leaves `current` as it is."""
+    if not isinstance(patch, Mapping):
+        return bool(current == patch)
+    if not isinstance(current, Mapping):
+        return False
+    for key, value in patch.items():
+        if value is None:
+            if key in current:
+                return False
+        elif not _changes_nothing(current.get(key), value):
+            return False
+    return True
+
+
+def _digest(value: Any) -> bytes:
+    return hashlib.blake2b(json.dumps(value, sort_keys=True).encode(), digest_size=16).digest()
+
+
+#: The one record of this process's writes (passes of one pipeline never overlap: workqueue.py).
+OWN_WRITES = OwnWrites()
+
+
 def read_pipeline(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     """The pipeline as the API has it now, or None once it is gone."""
     try:
-        return dict(
+        body = dict(
             _json(
                 client.CustomObjectsApi(api).get_namespaced_custom_object(
                     GROUP, VERSION, namespace, PLURAL, name, _preload_content=False
@@ -40,8 +155,11 @@ def read_pipeline(api: client.ApiClient, namespace: str, name: str) -> dict[str,
         )
     except ApiException as failed:
         if failed.status == 404:
+            OWN_WRITES.forget_pipeline(namespace, name)
             return None
         raise
+    OWN_WRITES.read_pipeline(body)
+    return body
 
 
 def list_run_pods(api: client.ApiClient, namespace: str, pipeline: str) -> list[dict[str, Any]]:
@@ -103,12 +221,16 @@ def create_if_absent(api: client.ApiClient, namespace: str, manifest: Mapping[st
         "Service": core.create_namespaced_service,
     }[str(manifest["kind"])]
     try:
-        create(namespace, manifest, _preload_content=False)
-        return True
+        response = create(namespace, manifest, _preload_content=False)
     except ApiException as failed:
         if failed.status == 409:
             return False
         raise
+    if manifest["kind"] == "Pod":
+        OWN_WRITES.created_pod(_json(response))
+    else:
+        _finish(response)
+    return True
 
 
 def delete_pod(api: client.ApiClient, namespace: str, name: str, grace_seconds: int = 30) -> None:
@@ -122,10 +244,14 @@ def delete_pod(api: client.ApiClient, namespace: str, name: str, grace_seconds: 
 
 
 def patch_status(api: client.ApiClient, namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    """Replace the status as a merge patch on the status subresource; spec is never written."""
-    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+    """Replace the status as a merge patch on the status subresource; spec is never written.
+    A patch that changes nothing of the status this pass read is not sent (most re-checks)."""
+    if OWN_WRITES.status_unchanged(namespace, name, status):
+        return
+    response = client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)}, _preload_content=False
     )
+    OWN_WRITES.wrote_status(_json(response))
 
 
 def emit_event(
@@ -156,6 +282,10 @@ def emit_event(
         "reportingComponent": "sparkops-etl-operator",
     }
     try:
-        client.CoreV1Api(api).create_namespaced_event(metadata["namespace"], event, _preload_content=False)
+        _finish(
+            client.CoreV1Api(api).create_namespaced_event(
+                metadata["namespace"], event, _preload_content=False
+            )
+        )
     except ApiException as failed:  # an event that cannot be recorded must not stop a run
         log.warning("cannot record event %s on %s: %s", reason, metadata["name"], failed.reason)
