@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-db lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
+.PHONY: run test unit bench bench-operator bench-db lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -25,6 +25,12 @@ unit: $(VENV)/.installed
 BENCH_ROWS ?= 5000000
 bench: system-packages $(VENV)/.installed
 	$(BIN)/python bench/job_vs_pyspark.py --rows $(BENCH_ROWS)
+
+## bench-operator: the operator launching BENCH_PIPELINES ETLPipelines made at once (default 500); its memory at BENCH_PIPELINES_TOTAL (1000)
+BENCH_PIPELINES ?= 500
+BENCH_PIPELINES_TOTAL ?= 1000
+bench-operator: $(VENV)/.installed kube
+	$(BIN)/python bench/operator_launch.py --pipelines $(BENCH_PIPELINES) --total $(BENCH_PIPELINES_TOTAL)
 
 ## bench-db: the PostgreSQL and MySQL upsert against COPY / LOAD DATA (BENCH_DB_ROWS rows, default 1 million)
 BENCH_DB_ROWS ?= 1000000
