@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -36,6 +36,11 @@ bench-operator: $(VENV)/.installed kube
 BENCH_DB_ROWS ?= 1000000
 bench-db: test-system-packages $(VENV)/.installed
 	$(BIN)/python bench/db_upsert_vs_bulk.py --rows $(BENCH_DB_ROWS)
+
+## bench-kafka: a Kafka topic to Parquet through the job against hand-written PySpark (BENCH_KAFKA_ROWS messages, default 2 million)
+BENCH_KAFKA_ROWS ?= 2000000
+bench-kafka: system-packages $(VENV)/.installed kafka spark-jars
+	$(BIN)/python bench/kafka_vs_pyspark.py --rows $(BENCH_KAFKA_ROWS)
 
 ## lint: ruff, mypy and hadolint
 lint: $(VENV)/.installed

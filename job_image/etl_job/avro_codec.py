@@ -149,13 +149,23 @@ def _from_json_text(text: Any, logical: str) -> Any:
     """A timestamp or date written as an epoch number (Avro's way) or as ISO 8601 text."""
     from pyspark.sql import functions as F
 
-    by_number = {
-        "timestamp-millis": lambda: F.timestamp_millis(text.try_cast("long")),
-        "timestamp-micros": lambda: F.timestamp_micros(text.try_cast("long")),
-        "date": lambda: F.date_from_unix_date(text.try_cast("int")),
-    }[logical]()
-    by_text = text.try_cast("date" if logical == "date" else "timestamp")
-    return F.when(text.rlike("^-?[0-9]+$"), by_number).otherwise(by_text)
+    spelled = text.try_cast("date" if logical == "date" else "timestamp")
+    # ISO 8601 text has a ':' or a '-' after its first character; numbers have neither. The
+    # test is cheap, where a failed cast from text to a number costs an exception per value.
+    looks_spelled = (F.instr(text, ":") > 0) | (F.instr(text, "-") > 1)
+    if logical == "date":
+        by_number = F.date_from_unix_date(text.try_cast("int"))
+    elif logical == "timestamp-millis":
+        number = text.try_cast("long")
+        # Millis beyond this overflow microseconds, which would fail the task, not the record.
+        by_number = F.when(number.between(-_MAX_MILLIS, _MAX_MILLIS), F.timestamp_millis(number))
+    else:
+        by_number = F.timestamp_micros(text.try_cast("long"))
+    return F.when(looks_spelled, spelled).otherwise(F.coalesce(by_number, spelled))
+
+
+#: The largest epoch millis whose microseconds fit a long.
+_MAX_MILLIS = (2**63 - 1) // 1000
 
 
 def decode_avro(value: Any, schema: Mapping[str, Any], schema_name: str, *, confluent: bool) -> Decoding:

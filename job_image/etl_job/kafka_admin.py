@@ -20,11 +20,12 @@ class TopicState:
 
 class TopicProblem(Exception):
     """The admin client could not describe the topic; `missing` when the brokers say it does
-    not exist. The message names neither brokers nor topic: the caller does."""
+    not exist, `permanent` when retrying cannot help (missing, refused credentials or rights).
+    The message names neither brokers nor topic: the caller does."""
 
-    def __init__(self, message: str, *, missing: bool = False) -> None:
+    def __init__(self, message: str, *, missing: bool = False, permanent: bool = False) -> None:
         super().__init__(message)
-        self.missing = missing
+        self.missing, self.permanent = missing, permanent or missing
 
 
 def inspect_topic(
@@ -48,7 +49,9 @@ def inspect_topic(
                 latest = {p: int(answers.get(tp).offset()) for p, tp in by_partition.items()}
         except Exception as failed:  # noqa: BLE001 - py4j raises one error class for every Java one
             causes = java_causes(failed)
-            raise TopicProblem(describe_causes(causes, timeout_ms), missing=is_missing(causes)) from None
+            raise TopicProblem(
+                describe_causes(causes, timeout_ms), missing=is_missing(causes), permanent=is_refusal(causes)
+            ) from None
     return TopicState(partitions, latest)
 
 
@@ -86,6 +89,11 @@ _WRAPPERS = ("java.util.concurrent.ExecutionException", "org.apache.kafka.common
 
 def is_missing(causes: Sequence[tuple[str, str]]) -> bool:
     return any(name.endswith(".UnknownTopicOrPartitionException") for name, _ in causes)
+
+
+def is_refusal(causes: Sequence[tuple[str, str]]) -> bool:
+    """The brokers refused the credentials or the rights: a retry meets the same answer."""
+    return any(name.endswith(("AuthenticationException", "AuthorizationException")) for name, _ in causes)
 
 
 def describe_causes(causes: Sequence[tuple[str, str]], timeout_ms: int) -> str:

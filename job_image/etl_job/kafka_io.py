@@ -76,11 +76,18 @@ def _topic_state(
     except TopicProblem as problem:
         if problem.missing:
             raise failure(
-                f"topic {topic} does not exist at brokers {brokers}", stage=stage, field="topic"
+                f"topic {topic} does not exist at brokers {brokers}",
+                stage=stage,
+                field="topic",
+                permanent=True,
             ) from None
         action = "read" if failure is SourceUnavailable else "write to"
         reason = redact(str(problem), secrets)
-        raise failure(f"cannot {action} topic {topic} at brokers {brokers}: {reason}", stage=stage) from None
+        raise failure(
+            f"cannot {action} topic {topic} at brokers {brokers}: {reason}",
+            stage=stage,
+            permanent=problem.permanent,
+        ) from None
 
 
 @register_source("Kafka")
@@ -142,61 +149,89 @@ class KafkaTopicSource:
         from pyspark.sql import functions as F
 
         decoding = _decoding(block, schema)
-        metadata = [
-            _metadata_column(name).alias(METADATA_PREFIX + name)
-            for name in dict.fromkeys(block.metadata_columns)
-        ]
         _refuse_clashes(decoding, block)
+        # Message fields under private names, so a value field called `timestamp` stays apart.
         frame = raw.select(
-            "key",
-            "value",
-            "topic",
-            "partition",
-            "offset",
-            "timestamp",
+            *[F.col(name).alias(_RAW + name) for name in _RAW_COLUMNS],
             decoding.decoded.alias(avro_codec.DECODED),
         )
-        if decoding.broken is not None:
+        if decoding.broken is None:
+            frame = frame.select(*[F.col(_RAW + name) for name in _RAW_COLUMNS], *decoding.columns)
+        else:
+            # Fields, flag and message in one projection: each value is parsed and converted once,
+            # and what follows reads plain columns (rows through the counter stay narrow). The
+            # counter set_aside attaches also keeps its filter from being pushed down into the
+            # parsing, where each use of a field would parse the value again.
+            broken = decoding.broken
             message = F.format_string(
                 "topic %s partition %d offset %d: %s",
-                F.col("topic"),
-                F.col("partition"),
-                F.col("offset"),
+                F.col(_RAW + "topic"),
+                F.col(_RAW + "partition"),
+                F.col(_RAW + "offset"),
                 decoding.cause,
             )
-            frame, checkpoint = set_aside(
-                frame,
-                broken=decoding.broken,
-                message=message,
-                original=decoding.original,
-                error_type=UNDECODABLE,
-                stage=self.stage,
-                tolerance=context.tolerance,
-                pipeline=context.pipeline,
-                schema_name=block.schema_name,
-                context={"topic": F.col("topic"), "partition": F.col("partition"), "offset": F.col("offset")},
+            frame = frame.select(
+                *[F.col(_RAW + name) for name in _RAW_COLUMNS],
+                *decoding.columns,
+                broken.alias(_BROKEN),
+                F.when(broken, message).alias(_MESSAGE),
             )
-            context.report.checkpoints.append(checkpoint)
-        return frame.select(*decoding.columns, *metadata)
+            frame = self._set_aside(frame, decoding, block, context)
+        metadata = [
+            _raw(name).alias(METADATA_PREFIX + name) for name in dict.fromkeys(block.metadata_columns)
+        ]
+        return frame.select(*[F.col(_quoted(name)) for name in decoding.names], *metadata)
+
+    def _set_aside(
+        self, frame: Any, decoding: avro_codec.Decoding, block: KafkaSource, context: RunContext
+    ) -> Any:
+        from pyspark.sql import functions as F
+
+        kept, checkpoint = set_aside(
+            frame,
+            broken=F.col(_BROKEN),
+            message=F.col(_MESSAGE),
+            original=decoding.original,
+            error_type=UNDECODABLE,
+            stage=self.stage,
+            tolerance=context.tolerance,
+            pipeline=context.pipeline,
+            schema_name=block.schema_name,
+            context={name: F.col(_RAW + name) for name in ("topic", "partition", "offset")},
+        )
+        context.report.checkpoints.append(checkpoint)
+        return kept
+
+
+#: The raw message fields kept next to the decoded value, and the prefix of their private names.
+_RAW_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
+_RAW = "_etl_kafka_"
+_BROKEN = "_etl_undecodable"
+_MESSAGE = "_etl_undecodable_message"
+
+
+def _raw(name: str) -> Any:
+    from pyspark.sql import functions as F
+
+    column = F.col(_RAW + name)
+    # Keys are nearly always text: a string column is what a user can group and join on.
+    return column.cast("string") if name == "key" else column
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
 
 
 def _decoding(block: KafkaSource, schema: dict[str, Any] | None) -> avro_codec.Decoding:
     from pyspark.sql import functions as F
 
-    value = F.col("value")
+    value = F.col(_RAW + "value")
     if schema is None or block.schema_name is None:
         return avro_codec.decode_text(value)
     if block.value_format == ValueFormat.json:
         return avro_codec.decode_json(value, schema, block.schema_name)
     confluent = block.value_format == ValueFormat.avro_confluent
     return avro_codec.decode_avro(value, schema, block.schema_name, confluent=confluent)
-
-
-def _metadata_column(name: str) -> Any:
-    from pyspark.sql import functions as F
-
-    # Keys are nearly always text: a string column is what a user can group and join on.
-    return F.col("key").cast("string") if name == "key" else F.col(name)
 
 
 def _refuse_clashes(decoding: avro_codec.Decoding, block: KafkaSource) -> None:

@@ -134,6 +134,7 @@ def run(
     dead_letter: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     run_id: str = "run-1",
+    schemas: SchemaRegistry = SCHEMAS,
 ) -> RunMetrics:
     error_handling: dict[str, Any] = {"tolerance": tolerance, "retry": {"strategy": "none"}}
     if dead_letter is not None:
@@ -142,9 +143,9 @@ def run(
         {"metadata": {"name": PIPELINE}, "spec": {**spec, "errorHandling": error_handling}}
     )
     context = RunContext(
-        pipeline=PIPELINE, spark=spark, env=env or {}, tolerance=tolerance, schemas=SCHEMAS, run_id=run_id
+        pipeline=PIPELINE, spark=spark, env=env or {}, tolerance=tolerance, schemas=schemas, run_id=run_id
     )
-    return run_pipeline(pipeline, context, SCHEMAS)
+    return run_pipeline(pipeline, context, schemas)
 
 
 def loaded_rows(spark: SparkSession, tmp_path: Path, *extra: str) -> list[tuple[Any, ...]]:
@@ -251,6 +252,28 @@ def test_json_source_without_a_schema_keeps_each_value_as_text(
     frame = spark.read.parquet(str(tmp_path / "out"))
     assert frame.columns == ["value"]
     assert sorted(row.value for row in frame.collect()) == sorted(['{"a": 1}', "plain text"])
+
+
+def test_value_fields_named_like_message_fields_stay_apart_from_them(
+    kafka: KafkaBroker, spark: SparkSession, tmp_path: Path
+) -> None:
+    folder = tmp_path / "schemas"
+    folder.mkdir()
+    fields = [{"name": "offset", "type": "string"}, {"name": "timestamp", "type": "long"}]
+    (folder / "clash.avsc").write_text(json.dumps({"type": "record", "name": "Clash", "fields": fields}))
+    topic = new_topic(kafka)
+    produce({"bootstrap.servers": kafka.bootstrap_servers}, topic, [b'{"offset": "x", "timestamp": 5}'])
+    run(
+        spark,
+        {
+            "extract": kafka_source(kafka, topic, schemaName="clash", metadataColumns=["offset"]),
+            "load": file_sink(tmp_path),
+        },
+        schemas=SchemaRegistry([folder]),
+    )
+    frame = spark.read.parquet(str(tmp_path / "out"))
+    assert frame.columns == ["offset", "timestamp", "kafka_offset"]
+    assert [tuple(row) for row in frame.collect()] == [("x", 5, 0)]
 
 
 def test_plain_avro_source_reads_between_json_offsets(
@@ -526,6 +549,7 @@ def test_a_wrong_sasl_password_is_a_clear_error_without_the_password(
     assert f"cannot read topic {topic} at brokers {kafka.sasl_bootstrap}: authentication failed" in message
     assert wrong not in message
     assert wrong not in log[0]
+    assert failed.value.permanent  # a retry would meet the same refusal
 
     sink = {"sinkType": "Kafka", "bootstrapServers": kafka.sasl_bootstrap, "topic": topic,
             "security": sasl_security("PLAIN")}  # fmt: skip

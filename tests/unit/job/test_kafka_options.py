@@ -10,7 +10,7 @@ import pytest
 from etl_job import kafka_options
 from etl_job.credentials import secret_env_name
 from etl_job.errors import ConfigurationError, CredentialsMissing
-from etl_job.kafka_admin import describe_causes, is_missing
+from etl_job.kafka_admin import describe_causes, is_missing, is_refusal
 from etl_job.kafka_io import redact, resolve_security
 from etl_job.spec import KafkaSecurity, KafkaSource, SecretKeyRef
 
@@ -191,6 +191,8 @@ def test_client_errors_are_described_by_their_innermost_cause() -> None:
         ("org.apache.kafka.common.errors.SaslAuthenticationException", "Invalid password"),
     ]
     assert describe_causes(login, 2000) == "authentication failed (Invalid password)"
+    assert is_refusal(login) and not is_refusal(timeout)
+    assert is_refusal([("org.apache.kafka.common.errors.TopicAuthorizationException", "Not authorized")])
     assert describe_causes([("Py4JError", "gone")], 0) == "Py4JError: gone"
 
 
