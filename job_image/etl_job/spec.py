@@ -296,7 +296,11 @@ class KafkaSource(SpecModel):
         description="Message fields added as columns kafka_<name>: key, topic, partition, offset, timestamp.",
     )
     security: KafkaSecurity | None = None
-    options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka reader.")
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra options for the Kafka reader, such as kafka.max.poll.records; "
+        "kafka.default.api.timeout.ms also bounds the check that the topic exists (default 30000).",
+    )
 
     @model_validator(mode="after")
     def _avro_needs_schema(self) -> KafkaSource:
@@ -683,7 +687,11 @@ class KafkaSink(SpecModel):
         "each value; needed for avro-confluent.",
     )
     security: KafkaSecurity | None = None
-    options: dict[str, str] = Field(default_factory=dict, description="Extra options for the Kafka writer.")
+    options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra options for the Kafka writer; kafka.acks (default all) and "
+        "kafka.enable.idempotence (default true) may be overridden here.",
+    )
 
     @model_validator(mode="after")
     def _avro_needs_schema(self) -> KafkaSink:

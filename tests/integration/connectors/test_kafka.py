@@ -496,6 +496,19 @@ def test_avro_sink_writes_the_schema_fields(
     assert all(headers_of(m)["etl-pipeline"] == PIPELINE.encode() for m in messages)
 
 
+def test_a_bad_record_met_while_writing_fails_the_run_as_a_data_error(
+    kafka: KafkaBroker, spark: SparkSession, tmp_path: Path
+) -> None:
+    topic = new_topic(kafka)
+    source = events_csv(tmp_path)
+    csv = Path(source["path"]) / "events.csv"
+    csv.write_text(csv.read_text().replace(",10.5,", ",lots,"))
+    sink = {"sinkType": "Kafka", "bootstrapServers": kafka.bootstrap_servers, "topic": topic,
+            "valueFormat": "avro", "schemaName": "user-event"}  # fmt: skip
+    with pytest.raises(DataError, match="field amount: 'lots' does not cast to double"):
+        run(spark, {"extract": source, "load": sink})
+
+
 def test_a_missing_sink_topic_is_named_with_the_brokers(
     kafka: KafkaBroker, spark: SparkSession, tmp_path: Path
 ) -> None:
