@@ -219,6 +219,8 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
     finally:
         broker.process.stop()
+        # The broker's log holds every message: gigabytes at bench sizes.
+        shutil.rmtree(broker.process.log_path.parent, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
     rows_per_second = {name: round(args.rows / value) for name, value in median.items()}
