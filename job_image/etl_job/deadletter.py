@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from etl_job.context import RunContext
-from etl_job.errors import SinkRejected, first_line
+from etl_job.errors import EtlError, SinkRejected, first_line
 from etl_job.paths import resolve_path
 from etl_job.s3 import describe_failure, failure_text, use_connection
 from etl_job.spec import KafkaDeadLetter, S3DeadLetter
@@ -55,6 +55,8 @@ def write(frame: Any, target: KafkaDeadLetter | S3DeadLetter, stage: str, contex
             _to_kafka(selected, target, context)
         else:
             _to_files(selected, target, context)
+    except EtlError:
+        raise  # already says what is wrong (a missing credential, a refused store)
     except Exception as failed:
         text = first_line(failed)
         raise SinkRejected(f"cannot write dead letters of {stage}: {text}", stage="deadLetter") from failed
