@@ -24,6 +24,7 @@ from etl_job.jdbc_errors import (
     BULK_REJECTED,
     CARDINALITY_VIOLATION,
     MISSING_TABLE_STATES,
+    UNIQUE_VIOLATION,
     driver_message,
     hint,
     marked,
@@ -418,15 +419,24 @@ def _stage_and_merge(
         client.execute(dialect.create_staging(staging, block.table, columns.table, columns.primary_key))
         client.execute(dialect.create_loaded_partitions(loaded_partitions))
         rows = bulk_load(text, target)
+        statements = dialect.merge_statements(
+            block.table,
+            staging,
+            columns.table,
+            columns.primary_key,
+            runs=text.rdd.getNumPartitions(),
+            server_version=client.server_version(),
+        )
+        changed = 0
         try:
             with client.transaction():
-                runs = text.rdd.getNumPartitions()
-                changed = client.execute(
-                    dialect.merge(block.table, staging, columns.table, columns.primary_key, runs=runs)
-                )
+                for statement in statements:
+                    changed = client.execute(statement)
         except JdbcFailure as failed:
-            if failed.sql_state == CARDINALITY_VIOLATION:
-                raise _duplicate_key(client, dialect, staging, columns, block, database) from None
+            if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
+                duplicate = _duplicate_key(client, dialect, staging, columns, block, database)
+                if duplicate is not None:
+                    raise duplicate from None
             if (failed.sql_state or "")[:2] in ("22", "23"):  # a value or a constraint of the table
                 raise DataError(
                     f"table {block.table} of {database.label} refused a row: {failed}", stage="load"
@@ -454,8 +464,12 @@ def _duplicate_key(
     columns: TargetColumns,
     block: JdbcSink,
     database: Database,
-) -> DataError:
-    found = client.query(dialect.duplicate_keys(staging, columns.primary_key)).first()
+) -> DataError | None:
+    """The error naming a key staged twice; None when every key is staged once."""
+    result = client.query(dialect.duplicate_keys(staging, columns.primary_key))
+    if not result.rows:
+        return None
+    found = result.rows[0]
     key = ", ".join(f"{name}={value}" for name, value in zip(block.primary_key, found, strict=True))
     return DataError(
         f"key ({key}) appears more than once in the rows to upsert into table {block.table} of "

