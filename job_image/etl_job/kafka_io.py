@@ -159,9 +159,7 @@ class KafkaTopicSource:
             frame = frame.select(*[F.col(_RAW + name) for name in _RAW_COLUMNS], *decoding.columns)
         else:
             # Fields, flag and message in one projection: each value is parsed and converted once,
-            # and what follows reads plain columns (rows through the counter stay narrow). The
-            # counter set_aside attaches also keeps its filter from being pushed down into the
-            # parsing, where each use of a field would parse the value again.
+            # and what follows reads plain columns, in the same generated code.
             broken = decoding.broken
             message = F.format_string(
                 "topic %s partition %d offset %d: %s",
@@ -173,7 +171,7 @@ class KafkaTopicSource:
             frame = frame.select(
                 *[F.col(_RAW + name) for name in _RAW_COLUMNS],
                 *decoding.columns,
-                broken.alias(_BROKEN),
+                _kept_above_parsing(broken).alias(_BROKEN),
                 F.when(broken, message).alias(_MESSAGE),
             )
             frame = self._set_aside(frame, decoding, block, context)
@@ -208,6 +206,17 @@ _RAW_COLUMNS = ("key", "value", "topic", "partition", "offset", "timestamp")
 _RAW = "_etl_kafka_"
 _BROKEN = "_etl_undecodable"
 _MESSAGE = "_etl_undecodable_message"
+
+
+def _kept_above_parsing(flag: Any) -> Any:
+    """`flag`, in a form Spark does not move. Spark pushes a filter below the projection that
+    computes what it reads, down into the parsing, where each field it reads parses the value
+    again (from_json once per use). Reading the task's partition id (never negative), which
+    Spark counts as nondeterministic, stops that: the checks on the flag, and any filter merged
+    with them, stay above the projection and run on its columns."""
+    from pyspark.sql import functions as F
+
+    return flag & (F.spark_partition_id() >= 0)
 
 
 def _raw(name: str) -> Any:

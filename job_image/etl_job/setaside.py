@@ -15,8 +15,9 @@ from etl_job.metrics import RowCounter
 
 @dataclass
 class Checkpoint:
-    """A point of the plan where records are checked: its counter and, when rows were set
-    aside, the dead letters describing them."""
+    """A point of the plan where records are checked: its counter (left unattached, counting
+    nothing, where a bad record fails the run) and, when rows were set aside, the dead letters
+    describing them."""
 
     stage: str
     counter: RowCounter
@@ -44,10 +45,12 @@ def set_aside(
     from pyspark.sql import functions as F
 
     counter = RowCounter(f"{stage}-decoding")
-    checked = counter.attach(frame, failed=F.count_if(broken))
     if tolerance == "none":
+        # A run that ends met no such record, so there is nothing to count: no counter, whose
+        # node would cut the generated code of the stage in two and copy every row between.
         errors = F.when(broken, F.array(message)).otherwise(F.array().cast("array<string>"))
-        return fail_on_bad_record(checked, errors, F.lit(stage)), Checkpoint(stage, counter)
+        return fail_on_bad_record(frame, errors, F.lit(stage)), Checkpoint(stage, counter)
+    checked = counter.attach(frame, failed=F.count_if(broken))
     pairs = [
         part for name, column in (context or {}).items() for part in (F.lit(name), column.cast("string"))
     ]
