@@ -5,7 +5,10 @@ For each database (PostgreSQL, and MariaDB for MySQL), per round:
              into an empty table with the same definition: COPY ... FROM STDIN (psycopg2),
              LOAD DATA LOCAL INFILE (PyMySQL); one connection, no Spark
   upsert     the same rows through the job's sink (writeMode upsert, primaryKey id) into a table
-             already holding every other key with older values: half updates, half inserts
+             already holding every other key with older values: half updates, half inserts;
+             its phases (as the sink logs them) are reported too: count (the pass that renders,
+             sorts and counts the rows), stage (the bulk load into staging), merge (the merge
+             transaction, commit included)
 The rows come from a DataFrame cached beforehand, so the sink alone is timed. Medians of the
 rounds, rows/s and the ratio upsert/baseline (goal: at least 0.5) are printed with the machine,
 its load average, and the CPU seconds the database server spent on each side: a figure that
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import platform
 import shutil
@@ -207,6 +211,19 @@ def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
     JdbcSinkConnector().write(frame, block, context)
 
 
+class PhaseLog(logging.Handler):
+    """Keeps the phase timings of each upsert the sink logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.upserts: list[dict[str, float]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        phases = getattr(record, "upsert_seconds", None)
+        if phases is not None:
+            self.upserts.append(dict(phases))
+
+
 def timed(action: Callable[[], object], server_pid: int) -> tuple[float, float]:
     """Wall seconds of the action, and the database server's CPU seconds during it."""
     cpu_before = cpu_seconds(server_pid)
@@ -245,6 +262,10 @@ def bench_database(
     reset()
     baseline()
     server_pid = db.server_pid()
+    phase_log = PhaseLog()
+    sink_log = logging.getLogger("etl_job.jdbc")
+    sink_log.addHandler(phase_log)
+    sink_log.setLevel(logging.INFO)
     seconds: dict[str, list[float]] = {"baseline": [], "upsert": []}
     server_cpu: dict[str, list[float]] = {"baseline": [], "upsert": []}
     for run in range(1, rounds + 1):
@@ -258,6 +279,11 @@ def bench_database(
             wall, cpu = timed(runs[name], server_pid)
             seconds[name].append(wall)
             server_cpu[name].append(cpu)
+    sink_log.removeHandler(phase_log)
+    phases = {
+        phase: round(statistics.median(upsert[phase] for upsert in phase_log.upserts), 2)
+        for phase in (phase_log.upserts[0] if phase_log.upserts else {})
+    }
     upserted, copied = db.summary(TABLE), db.summary(baseline_table)
     assert upserted == copied and copied[0] == rows, f"{db.kind}: upsert left {upserted}, COPY {copied}"
     median = {name: statistics.median(values) for name, values in seconds.items()}
@@ -268,6 +294,7 @@ def bench_database(
         "ratio_upsert_to_baseline": round(median["baseline"] / median["upsert"], 3),
         "server_cpu_seconds": {name: round(value, 2) for name, value in cpu_median.items()},
         "server_cpu_ratio": round(cpu_median["baseline"] / cpu_median["upsert"], 3),
+        "upsert_phase_seconds": phases,
     }
 
 

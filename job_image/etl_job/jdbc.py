@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -390,18 +391,27 @@ def upsert(
     # would not report), done before the database sees a row. Lost blocks are recomputed.
     text = text.persist(StorageLevel.MEMORY_AND_DISK_DESER)
     try:
+        started = time.perf_counter()
         if text.count() == 0:
             log.info("nothing to upsert into table %s of %s", block.table, database.label)
             return
+        seconds = {"count": time.perf_counter() - started}
         with database.client(context.spark) as client:
-            _stage_and_merge(client, text, block, database, columns, context.run_id)
+            _stage_and_merge(client, text, block, database, columns, context.run_id, seconds)
     finally:
         text.unpersist()
 
 
 def _stage_and_merge(
-    client: JdbcClient, text: Any, block: JdbcSink, database: Database, columns: TargetColumns, run_id: str
+    client: JdbcClient,
+    text: Any,
+    block: JdbcSink,
+    database: Database,
+    columns: TargetColumns,
+    run_id: str,
+    seconds: dict[str, float],
 ) -> None:
+    """Load staging, then merge; `seconds` gets the time each phase took (logged with the rows)."""
     dialect = database.dialect
     staging, loaded_partitions = staging_names(block.table, run_id, secrets.token_hex(4))
     target = BulkTarget(
@@ -418,7 +428,9 @@ def _stage_and_merge(
     try:
         client.execute(dialect.create_staging(staging, block.table, columns.table, columns.primary_key))
         client.execute(dialect.create_loaded_partitions(loaded_partitions))
+        started = time.perf_counter()
         rows = bulk_load(text, target)
+        seconds["stage"] = time.perf_counter() - started
         statements = dialect.merge_statements(
             block.table,
             staging,
@@ -428,10 +440,12 @@ def _stage_and_merge(
             server_version=client.server_version(),
         )
         changed = 0
+        started = time.perf_counter()
         try:
             with client.transaction():
                 for statement in statements:
                     changed = client.execute(statement)
+            seconds["merge"] = time.perf_counter() - started
         except JdbcFailure as failed:
             if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
                 duplicate = _duplicate_key(client, dialect, staging, columns, block, database)
@@ -443,11 +457,13 @@ def _stage_and_merge(
                 ) from None
             raise
         log.info(
-            "upserted %d rows into table %s of %s (%d rows changed)",
+            "upserted %d rows into table %s of %s (%d rows changed); seconds: %s",
             rows,
             block.table,
             database.label,
             changed,
+            ", ".join(f"{phase} {value:.2f}" for phase, value in seconds.items()),
+            extra={"upsert_seconds": dict(seconds)},
         )
     finally:
         for name in (staging, loaded_partitions):
