@@ -1,11 +1,14 @@
 """Benchmark: the job engine against hand-written PySpark doing the same work, in one process.
 
 Work: read N rows of event CSV -> aggregate per user and country -> write Parquet.
-Three runs per round, order rotated between rounds so neither side always gets a warm cache:
-  baseline    hand-written PySpark (explicit schema, groupBy/agg, write)
-  framework   the same pipeline through etl_job.pipeline.run_pipeline, no row validation
-  validated   the same with the events checked row by row against the user-event Avro schema
-The medians are reported as ratios to the baseline, with rows/s and the machine.
+Four runs per round, order rotated between rounds so no run always gets a warm cache:
+  baseline        hand-written PySpark (explicit schema, groupBy/agg, write) with Spark's own
+                  session settings, as a hand-written job has them
+  baseline_tuned  the same job with the engine's session settings (file splits per task slot)
+  framework       the same pipeline through etl_job.pipeline.run_pipeline, no row validation
+  validated       the same with the events checked row by row against the user-event Avro schema
+The medians are reported as ratios to the baseline (and to baseline_tuned, which shows what the
+engine's own work costs), with rows/s, the JVM's CPU seconds and the machine.
 
   .venv/bin/python bench/job_vs_pyspark.py --rows 5000000 --rounds 3
 """
@@ -118,10 +121,47 @@ def framework(spark: Any, source: Path, output: Path, validated: bool) -> dict[s
     return metrics.model_dump(mode="json")
 
 
-def timed(action: Callable[[], object]) -> float:
+def timed(action: Callable[[], object]) -> tuple[float, float]:
+    """Wall seconds and the JVM's CPU seconds of one run."""
+    jvm = _jvm_pid()
+    cpu_before = _cpu_seconds(jvm)
     started = time.perf_counter()
     action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, _cpu_seconds(jvm) - cpu_before
+
+
+def _jvm_pid() -> int:
+    """The Spark JVM this process started (its child)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me and b"java" in (stat.parent / "cmdline").read_bytes():
+            return int(stat.parent.name)
+    raise RuntimeError("no Spark JVM among this process's children")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_spark_defaults(spark: Any, action: Callable[[], object]) -> Callable[[], object]:
+    """`action` run with Spark's own file-split setting instead of the engine's."""
+    from etl_job.session import MIN_SPLITS
+
+    def run() -> object:
+        engine_value = spark.conf.get(MIN_SPLITS, None)
+        spark.conf.unset(MIN_SPLITS)
+        try:
+            return action()
+        finally:
+            if engine_value is not None:
+                spark.conf.set(MIN_SPLITS, engine_value)
+
+    return run
 
 
 def main() -> None:
@@ -149,31 +189,41 @@ def main() -> None:
     source = make_events(spark, args.rows, args.data)
     scratch = Path(tempfile.mkdtemp(prefix="etl-bench-"))
     runs: dict[str, Callable[[], object]] = {
-        "baseline": lambda: baseline(spark, source, scratch / "baseline"),
+        "baseline": with_spark_defaults(spark, lambda: baseline(spark, source, scratch / "baseline")),
+        "baseline_tuned": lambda: baseline(spark, source, scratch / "baseline_tuned"),
         "framework": lambda: framework(spark, source, scratch / "framework", validated=False),
         "validated": lambda: framework(spark, source, scratch / "validated", validated=True),
     }
     for action in runs.values():  # warm-up: JIT, file cache
         action()
     seconds: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     for round_number in range(args.rounds):
-        order = names[round_number % 3 :] + names[: round_number % 3]
-        for name in order:
-            seconds[name].append(timed(runs[name]))
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, jvm_cpu = timed(runs[name])
+            seconds[name].append(wall)
+            cpu[name].append(jvm_cpu)
     last = framework(spark, source, scratch / "validated", validated=True)
     spark.stop()
     shutil.rmtree(scratch, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
+    median_cpu = {name: statistics.median(values) for name, values in cpu.items()}
     report = {
         "rows": args.rows,
         "rounds": args.rounds,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average": Path("/proc/loadavg").read_text().split()[:3],
         "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
+        "jvm_cpu_seconds": {name: [round(v, 2) for v in values] for name, values in cpu.items()},
         "rows_per_second": {name: round(args.rows / value) for name, value in median.items()},
         "ratio_framework_to_baseline": round(median["framework"] / median["baseline"], 3),
         "ratio_validated_to_baseline": round(median["validated"] / median["baseline"], 3),
+        "ratio_framework_to_baseline_tuned": round(median["framework"] / median["baseline_tuned"], 3),
+        "ratio_validated_to_baseline_tuned": round(median["validated"] / median["baseline_tuned"], 3),
+        "cpu_ratio_validated_to_baseline": round(median_cpu["validated"] / median_cpu["baseline"], 3),
         "validated_run_metrics": last,
     }
     print(json.dumps(report, indent=2))

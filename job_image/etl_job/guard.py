@@ -11,14 +11,23 @@ from typing import Any
 MARKER = "[ETL_RECORD_VIOLATION]"
 
 
-def fail_on_bad_record(frame: Any, errors_column: Any, row_label: Any) -> Any:
-    """`frame` unchanged where `errors_column` (array<string>) is empty; raise on any other row.
+def fail_where(frame: Any, broken: Any, row_label: Any, errors: Any) -> Any:
+    """`frame` unchanged where the boolean `broken` is false or null; raise on the first row
+    where it is true, naming it by `row_label` with its `errors` (array<string>, computed for
+    that row alone).
 
     A filter, not a projection: the optimizer may drop an unused column, never a filter."""
     from pyspark.sql import functions as F
 
-    message = F.concat(F.lit(MARKER + " "), row_label, F.lit(": "), F.array_join(errors_column, "; "))
-    return frame.where(F.when(F.size(errors_column) > 0, F.raise_error(message)).otherwise(F.lit(True)))
+    message = F.concat(F.lit(MARKER + " "), row_label, F.lit(": "), F.array_join(errors, "; "))
+    return frame.where(F.when(broken, F.raise_error(message)).otherwise(F.lit(True)))
+
+
+def fail_on_bad_record(frame: Any, errors_column: Any, row_label: Any) -> Any:
+    """`frame` unchanged where `errors_column` (array<string>) is empty; raise on any other row."""
+    from pyspark.sql import functions as F
+
+    return fail_where(frame, F.size(errors_column) > 0, row_label, errors_column)
 
 
 def record_violation(failed: BaseException) -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 from etl_job import connectors, deadletter
@@ -23,7 +22,7 @@ from etl_job.sinks import sink_for
 from etl_job.sources import read_source
 from etl_job.spec import ETLPipeline, RunMetrics, Tolerance
 from etl_job.transforms import TransformContext, apply_transforms
-from etl_job.validate import ERRORS_COLUMN, validate_rows
+from etl_job.validate import validate_rows
 
 log = logging.getLogger("etl_job.pipeline")
 
@@ -125,15 +124,15 @@ def _validate(
     frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance, pipeline: str
 ) -> tuple[Any, Checkpoint]:
     """Check the columns against the Avro schema now, and every row during the load."""
-    from pyspark.sql import functions as F
-
     result = validate_rows(frame, schemas.get(schema_name, stage=stage), stage)
     counter = RowCounter(f"{stage}-validation")
-    observed = replace(
-        result, checked=counter.attach(result.checked, failed=F.count_if(F.size(ERRORS_COLUMN) > 0))
-    )
     if tolerance == Tolerance.none:
-        return observed.valid_or_fail, Checkpoint(stage, counter)
+        # A run that ends met no bad row, so the rows past the check are the rows checked.
+        # Counted above the check, the rows are the narrow conformed ones the load reads, and
+        # the check runs in the same generated code as the scan's projection.
+        return counter.attach(result.valid_or_fail), Checkpoint(stage, counter)
     # The rejected rows come from a second plan over the source, run only when there are any.
     letters = deadletter.letters(result.invalid, pipeline=pipeline, stage=stage, schema_name=schema_name)
-    return observed.valid, Checkpoint(stage, counter, letters)
+    return result.keep_valid(counter.attach(result.checked, failed=result.invalid_count)), Checkpoint(
+        stage, counter, letters
+    )

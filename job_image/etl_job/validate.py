@@ -6,8 +6,9 @@ column, and each column's Spark type must be castable to its field's type. Extra
 allowed and kept after the schema's fields: a schema states what a stage needs, not all it sees.
 Names match exactly (Avro names are case-sensitive).
 
-Row check (`validate_rows`): per field, the first rule a value breaks, as a message naming the
-field; the messages of one row form the `_errors` array column (empty: the row is valid):
+Row check (`validate_rows`): a row is valid when its values break no rule (the `_valid`
+column); for a row that breaks some, each field's first broken rule gives a message naming the
+field, built for that row alone:
 
   NullValue           null in a field whose type is not a union with null
   NotCastable         a value that `try_cast` turns into null ('abc' as int)
@@ -35,7 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 from etl_job.errors import ConfigurationError, SchemaViolation
-from etl_job.guard import fail_on_bad_record
+from etl_job.guard import fail_where
 from etl_job.schemas import (
     AvroType,
     NamedTypes,
@@ -48,8 +49,8 @@ from etl_job.schemas import (
     type_label,
 )
 
-#: The array<string> column of a row's error messages; empty when the row is valid.
-ERRORS_COLUMN = "_errors"
+#: The boolean column that tells a row breaking no rule of the schema.
+VALID_COLUMN = "_valid"
 #: Columns of the invalid-records frame, in order.
 INVALID_COLUMNS = ("originalRecord", "recordKey", "field", "errorType", "errorMessage")
 #: Values shown in messages are cut to this many characters.
@@ -470,6 +471,7 @@ def _column(name: str) -> Any:
 class _FramePlan:
     """Every column expression of one validation, built from the frame's schema alone."""
 
+    valid: Any
     errors: Any
     output: list[Any]
     first_field: Any
@@ -482,6 +484,9 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
     record, named = _record(avro_schema)
     fields = _fields(_column, frame_schema, record, "", named)
     ruled = [conformed.rules for _, conformed in fields if conformed.rules]
+    every_rule = [rule for rules in ruled for rule in rules]
+    # One boolean decides a row; its messages are built only when it is false.
+    valid = ~_any_broken(every_rule) if every_rule else F.lit(True)
     messages = [_first_of(rules, lambda r: r.message) for rules in ruled]
     no_errors = F.array().cast("array<string>")
     errors = no_errors
@@ -490,18 +495,18 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
         # stage (the load's aggregation too). array_except drops the nulls in generated code;
         # messages name their field, so it drops no duplicates.
         every_message = F.array_except(F.array(*messages), F.array(F.lit(None).cast("string")))
-        errors = F.when(F.coalesce(*messages).isNull(), no_errors).otherwise(every_message)
+        errors = F.when(valid, no_errors).otherwise(every_message)
     field_names = {name for name, _ in fields}
     extras = [_column(c.name) for c in frame_schema.fields if c.name not in field_names]
     output = [conformed.value.alias(name) for name, conformed in fields] + extras
     # The fields are checked in schema order, so the first non-null one is the first message's.
     first_field = F.coalesce(*[_first_of(rules, lambda r: r.field) for rules in ruled], F.lit(None))
     first_type = F.coalesce(*[_first_of(rules, lambda r: r.error_type) for rules in ruled], F.lit(None))
-    return _FramePlan(errors, output, first_field.cast("string"), first_type.cast("string"))
+    return _FramePlan(valid, errors, output, first_field.cast("string"), first_type.cast("string"))
 
 
 def error_messages(frame_schema: Any, avro_schema: Mapping[str, Any]) -> Any:
-    """The `_errors` expression: array<string> of a row's messages, empty when the row is valid.
+    """The array<string> of a row's messages, empty when the row is valid.
     Check the columns first (check_columns): this assumes they fit."""
     return _plan(frame_schema, avro_schema).errors
 
@@ -531,10 +536,10 @@ def row_label(columns: Sequence[str], key_fields: Sequence[str] = ()) -> Any:
 class ValidationResult:
     """The frames of one validation. All lazy: no Spark job runs until one is used.
 
-    `checked` is the input with `_errors` added. Use `valid` and `invalid` (tolerance all:
-    validate with persist=True when both are used, else the input is read and checked twice),
-    or `valid_or_fail` (tolerance none: the one pass that loads the data fails at the first
-    bad row, with the message first_violation would give)."""
+    `checked` is the input with VALID_COLUMN added (true: the row breaks no rule). Use `valid`
+    and `invalid` (tolerance all: validate with persist=True when both are used, else the input
+    is read and checked twice), or `valid_or_fail` (tolerance none: the one pass that loads the
+    data fails at the first bad row, with the message first_violation would give)."""
 
     checked: Any
     _plan: _FramePlan
@@ -542,11 +547,23 @@ class ValidationResult:
     _columns: tuple[str, ...]
 
     @property
-    def valid(self) -> Any:
-        """Valid rows, conformed: the schema's fields in its types and order, then extra columns."""
+    def invalid_count(self) -> Any:
+        """An aggregate expression over `checked`: how many rows are invalid."""
         from pyspark.sql import functions as F
 
-        return self.checked.where(F.size(ERRORS_COLUMN) == 0).select(*self._plan.output)
+        return F.count_if(~F.col(VALID_COLUMN))
+
+    def keep_valid(self, checked: Any) -> Any:
+        """The valid rows of `checked` (this result's `checked`, observed or otherwise derived
+        with its columns kept), conformed."""
+        from pyspark.sql import functions as F
+
+        return checked.where(F.col(VALID_COLUMN)).select(*self._plan.output)
+
+    @property
+    def valid(self) -> Any:
+        """Valid rows, conformed: the schema's fields in its types and order, then extra columns."""
+        return self.keep_valid(self.checked)
 
     @property
     def invalid(self) -> Any:
@@ -555,12 +572,12 @@ class ValidationResult:
         from pyspark.sql import functions as F
 
         original = F.to_json(F.struct(*[_column(c) for c in self._columns]), {"ignoreNullFields": "false"})
-        return self.checked.where(F.size(ERRORS_COLUMN) > 0).select(
+        return self.checked.where(~F.col(VALID_COLUMN)).select(
             original.alias("originalRecord"),
             self._label.alias("recordKey"),
             self._plan.first_field.alias("field"),
             self._plan.first_error_type.alias("errorType"),
-            F.array_join(ERRORS_COLUMN, "; ").alias("errorMessage"),
+            F.array_join(self._plan.errors, "; ").alias("errorMessage"),
         )
 
     @property
@@ -569,7 +586,9 @@ class ValidationResult:
         tolerance none costs no extra pass. guard.record_violation reads the message back."""
         from pyspark.sql import functions as F
 
-        return fail_on_bad_record(self.checked, F.col(ERRORS_COLUMN), self._label).select(*self._plan.output)
+        return fail_where(self.checked, ~F.col(VALID_COLUMN), self._label, self._plan.errors).select(
+            *self._plan.output
+        )
 
     def unpersist(self) -> None:
         """Free the persisted rows (validate_rows(persist=True)) once both frames are written."""
@@ -587,7 +606,7 @@ def validate_rows(
     """Check `frame` against an Avro record: its columns now, its rows lazily.
 
     Raises SchemaViolation (no Spark job) when the columns cannot fit the record, and
-    ConfigurationError for an unknown key field or a frame that has an `_errors` column.
+    ConfigurationError for an unknown key field or a frame that has a VALID_COLUMN column.
     Runs no Spark action. With persist=True the checked rows are persisted (memory, then
     disk) on first use, so `valid` and `invalid` together read the input once."""
     from pyspark import StorageLevel
@@ -600,13 +619,13 @@ def validate_rows(
         )
     columns = tuple(frame.columns)
     unknown = [key for key in key_fields if key not in columns]
-    if unknown or ERRORS_COLUMN in columns:
+    if unknown or VALID_COLUMN in columns:
         what = (
-            f"key fields {', '.join(unknown)} are not columns" if unknown else f"{ERRORS_COLUMN} is reserved"
+            f"key fields {', '.join(unknown)} are not columns" if unknown else f"{VALID_COLUMN} is reserved"
         )
         raise ConfigurationError(what, stage=stage)
     plan = _plan(frame.schema, avro_schema)
-    checked = frame.withColumn(ERRORS_COLUMN, plan.errors)
+    checked = frame.withColumn(VALID_COLUMN, plan.valid)
     if persist:
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
     return ValidationResult(checked, plan, row_label(columns, key_fields), columns)

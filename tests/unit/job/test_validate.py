@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from etl_job.errors import ConfigurationError, SchemaViolation
 from etl_job.guard import record_violation
 from etl_job.schemas import SchemaRegistry
-from etl_job.validate import ERRORS_COLUMN, INVALID_COLUMNS, check_columns, first_violation, validate_rows
+from etl_job.validate import INVALID_COLUMNS, VALID_COLUMN, check_columns, first_violation, validate_rows
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -362,16 +362,16 @@ def test_persisted_checks_serve_both_frames(spark: Any) -> None:
     assert not result.checked.is_cached
 
 
-def test_unknown_key_fields_and_a_taken_errors_column_are_refused(spark: Any) -> None:
-    frame = spark.createDataFrame([], f"id string, kind string, price string, {ERRORS_COLUMN} string")
+def test_unknown_key_fields_and_a_taken_validity_column_are_refused(spark: Any) -> None:
+    frame = spark.createDataFrame([], f"id string, kind string, price string, {VALID_COLUMN} string")
 
     with pytest.raises(ConfigurationError) as unknown:
-        validate_rows(frame.drop(ERRORS_COLUMN), ITEM, "extract", key_fields=["sku"])
+        validate_rows(frame.drop(VALID_COLUMN), ITEM, "extract", key_fields=["sku"])
     with pytest.raises(ConfigurationError) as taken:
         validate_rows(frame, ITEM, "extract")
 
     assert str(unknown.value) == "extract: key fields sku are not columns"
-    assert str(taken.value) == "extract: _errors is reserved"
+    assert str(taken.value) == "extract: _valid is reserved"
 
 
 def test_the_sample_events_all_fit_the_user_event_schema(spark: Any) -> None:
@@ -380,7 +380,7 @@ def test_the_sample_events_all_fit_the_user_event_schema(spark: Any) -> None:
 
     result = validate_rows(frame, user_event, "extract")
     counts = result.checked.select(
-        F.count(F.lit(1)).alias("rows"), F.count_if(F.size(ERRORS_COLUMN) > 0).alias("invalid")
+        F.count(F.lit(1)).alias("rows"), result.invalid_count.alias("invalid")
     ).first()
 
     assert (counts["rows"], counts["invalid"]) == (2000, 0)
