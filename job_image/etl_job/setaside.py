@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from etl_job.guard import fail_on_bad_record
+from etl_job.guard import fail_where
 from etl_job.metrics import RowCounter
 
 
@@ -48,8 +48,7 @@ def set_aside(
     if tolerance == "none":
         # A run that ends met no such record, so there is nothing to count: no counter, whose
         # node would cut the generated code of the stage in two and copy every row between.
-        errors = F.when(broken, F.array(message)).otherwise(F.array().cast("array<string>"))
-        return fail_on_bad_record(frame, errors, F.lit(stage)), Checkpoint(stage, counter)
+        return fail_where(frame, broken, F.lit(stage), F.array(message)), Checkpoint(stage, counter)
     checked = counter.attach(frame, failed=F.count_if(broken))
     pairs = [
         part for name, column in (context or {}).items() for part in (F.lit(name), column.cast("string"))
