@@ -360,12 +360,15 @@ def test_upsert_carries_every_value_exactly(spark: Any, db: Database, table: str
     ]
 
 
+@pytest.mark.parametrize("twice", [7, 1], ids=["new-key", "key-in-the-table"])
 def test_a_key_twice_in_one_upsert_is_a_data_error_naming_it(
-    spark: Any, db: Database, table: str, tmp_path: Path
+    spark: Any, db: Database, table: str, tmp_path: Path, twice: int
 ) -> None:
     create_people(db, table, "(1, 'ada', NULL)")
-    source = from_rows(spark, tmp_path / "in", [(1, "x"), (7, "y"), (7, "z")], PEOPLE_SCHEMA)
-    with pytest.raises(DataError, match="7") as failed:
+    rows = [(1, "x"), (7, "y"), (twice, "z")]
+    source = from_rows(spark, tmp_path / "in", rows, PEOPLE_SCHEMA)
+    # PostgreSQL's message names the key as id=7, MariaDB's as '7'.
+    with pytest.raises(DataError, match=f"id={twice}\\b|'{twice}'") as failed:
         run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
     assert "more than once" in str(failed.value) and table in str(failed.value)
     assert db.rows(f"SELECT id, name FROM {table}") == [(1, "ada")]
@@ -394,6 +397,21 @@ def test_a_row_the_tables_constraints_refuse_leaves_the_table_as_it_was(
     with pytest.raises(DataError, match="null value in column"):
         run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
     assert db.rows(f"SELECT id, name, note FROM {table}") == [(1, "ada", "kept")]
+
+
+def test_a_row_another_unique_index_refuses_is_a_data_error(
+    spark: Any, postgres: PostgresServer, table: str, tmp_path: Path
+) -> None:
+    db = Database("PostgreSQL", postgres)
+    db.execute(
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, name TEXT UNIQUE)",
+        f"INSERT INTO {table} VALUES (1, 'ada')",
+    )
+    source = from_rows(spark, tmp_path / "in", [(2, "ada"), (3, "grace")], PEOPLE_SCHEMA)
+    with pytest.raises(DataError, match="refused a row") as failed:
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+    assert "more than once" not in str(failed.value)
+    assert db.rows(f"SELECT id, name FROM {table}") == [(1, "ada")]
 
 
 def test_upsert_needs_a_unique_key_on_the_primary_key(
