@@ -431,26 +431,34 @@ def _stage_and_merge(
         started = time.perf_counter()
         rows = bulk_load(text, target)
         seconds["stage"] = time.perf_counter() - started
+        runs = text.rdd.getNumPartitions()
         statements = dialect.merge_statements(
             block.table,
             staging,
             columns.table,
             columns.primary_key,
-            runs=text.rdd.getNumPartitions(),
+            runs=runs,
             server_version=client.server_version(),
         )
-        changed = 0
         started = time.perf_counter()
         try:
-            with client.transaction():
-                for statement in statements:
-                    changed = client.execute(statement)
+            try:
+                changed = _in_one_transaction(client, statements)
+            except JdbcFailure as failed:
+                if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
+                    duplicate = _duplicate_key(client, dialect, staging, columns, block, database)
+                    if duplicate is not None:
+                        raise duplicate from None
+                on_conflict = [
+                    dialect.merge(block.table, staging, columns.table, columns.primary_key, runs=runs)
+                ]
+                if failed.sql_state != UNIQUE_VIOLATION or statements == on_conflict:
+                    raise
+                # MERGE meets a key another writer added meanwhile as a unique violation, where
+                # ON CONFLICT updates it; a row another unique index refuses fails this too.
+                changed = _in_one_transaction(client, on_conflict)
             seconds["merge"] = time.perf_counter() - started
         except JdbcFailure as failed:
-            if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
-                duplicate = _duplicate_key(client, dialect, staging, columns, block, database)
-                if duplicate is not None:
-                    raise duplicate from None
             if (failed.sql_state or "")[:2] in ("22", "23"):  # a value or a constraint of the table
                 raise DataError(
                     f"table {block.table} of {database.label} refused a row: {failed}", stage="load"
@@ -471,6 +479,15 @@ def _stage_and_merge(
                 client.execute(dialect.drop_table(name))
             except JdbcFailure:  # the load's own error, if any, is the one to report
                 log.warning("could not drop staging table %s of %s; drop it by hand", name, database.label)
+
+
+def _in_one_transaction(client: JdbcClient, statements: Sequence[str]) -> int:
+    """Run the statements in one transaction; the rows the last one changed."""
+    changed = 0
+    with client.transaction():
+        for statement in statements:
+            changed = client.execute(statement)
+    return changed
 
 
 def _duplicate_key(

@@ -8,6 +8,8 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -397,6 +399,42 @@ def test_a_row_the_tables_constraints_refuse_leaves_the_table_as_it_was(
     with pytest.raises(DataError, match="null value in column"):
         run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
     assert db.rows(f"SELECT id, name, note FROM {table}") == [(1, "ada", "kept")]
+
+
+def test_a_key_another_writer_adds_during_the_merge_is_updated(
+    spark: Any, postgres: PostgresServer, table: str, tmp_path: Path
+) -> None:
+    db = Database("PostgreSQL", postgres)
+    create_people(db, table, "(1, 'ada', NULL)")
+    other = postgres.connect()  # another writer: key 7, committed only once the merge waits on it
+    with other.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} (id, name) VALUES (7, 'other')")
+
+    def commit_when_the_merge_waits() -> None:
+        deadline = time.monotonic() + 120
+        watcher = postgres.connect()
+        watcher.autocommit = True  # a transaction would see one snapshot of pg_stat_activity
+        with watcher.cursor() as cur:
+            while time.monotonic() < deadline:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE%'"
+                )
+                if cur.fetchone()[0]:
+                    break
+                time.sleep(0.1)
+        watcher.close()
+        other.commit()
+
+    committer = threading.Thread(target=commit_when_the_merge_waits)
+    committer.start()
+    try:
+        source = from_rows(spark, tmp_path / "in", [(1, "x"), (7, "y")], PEOPLE_SCHEMA)
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
+    finally:
+        committer.join()
+        other.close()
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == [(1, "x"), (7, "y")]
 
 
 def test_a_row_another_unique_index_refuses_is_a_data_error(
