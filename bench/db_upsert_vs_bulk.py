@@ -46,9 +46,11 @@ SUMMARY = "SELECT COUNT(*), SUM(amount), MIN(user_id), MAX(updated_at) FROM {tab
 
 def table_ddl(kind: str, name: str) -> str:
     if kind == "PostgreSQL":
+        # No autovacuum: a worker started by one round's writes would land its CPU seconds in a
+        # later round's measure (it counts the server's ended processes); reset() vacuums.
         return (
             f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, user_id TEXT, amount NUMERIC(12,2), "
-            "status TEXT, updated_at TIMESTAMP WITH TIME ZONE)"
+            "status TEXT, updated_at TIMESTAMP WITH TIME ZONE) WITH (autovacuum_enabled = false)"
         )
     return (
         f"CREATE TABLE {name} (id BIGINT PRIMARY KEY, user_id LONGTEXT, amount DECIMAL(12,2), "
