@@ -38,8 +38,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
 
     # Each count is a Spark Observation, and each costs a little on every row (it sits outside
     # generated code), so a plan carries as few as the metrics need: a validation point counts
-    # the rows it sees too, and recordsTransformed is recordsLoaded unless output validation
-    # sits between them.
+    # the rows it sees too, recordsTransformed is recordsLoaded unless output validation sits
+    # between them, and one count serves the extract and the load when nothing between them
+    # adds or removes a row.
     frame = read_source(spec.extract, context)
     checkpoints: list[Checkpoint] = context.report.checkpoints
     # Records the source itself set aside (undecodable messages) were extracted too.
@@ -53,6 +54,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     else:
         extracted = RowCounter("extracted")
         frame = extracted.attach(frame)
+    # The frame whose rows `extracted` counts, when it counts the rows it passes on: with
+    # tolerance all, validation counts the rows it checks, and passes on only the valid ones.
+    counted = frame if not spec.extract.schema_name or tolerance == Tolerance.none else None
 
     filter_counters: list[RowCounter] = []
 
@@ -79,7 +83,11 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
 
     if spec.performance.parallelism:
         frame = frame.repartition(spec.performance.parallelism)
-    frame = loaded.attach(frame)
+    if frame is counted:
+        # Nothing between the extract's count and the load adds or removes a row.
+        loaded = transformed = extracted
+    else:
+        frame = loaded.attach(frame)
 
     sink = sink_for(spec.load)
     attempts = run_with_retry(

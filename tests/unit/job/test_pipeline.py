@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from etl_job.context import RunContext
 from etl_job.errors import DataError, SchemaViolation, SourceUnavailable
 from etl_job.manifest import load_pipeline, parse_manifest
+from etl_job.metrics import RowCounter
 from etl_job.pipeline import run_pipeline
 from etl_job.schemas import SchemaRegistry
 
@@ -247,3 +248,36 @@ def test_each_file_format_round_trips(spark: SparkSession, tmp_path: Path, file_
         ("u002",),
         ("u003",),
     ]
+
+
+def test_one_count_serves_extract_and_load_when_nothing_between_changes_the_rows(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_events(tmp_path / "in", GOOD_ROWS)
+    counted: list[str] = []
+    attach = RowCounter.attach
+
+    def recording_attach(self: RowCounter, frame: Any, **extra: Any) -> Any:
+        counted.append(self.name)
+        return attach(self, frame, **extra)
+
+    monkeypatch.setattr(RowCounter, "attach", recording_attach)
+    load = {"sinkType": "S3", "path": "out/", "format": "parquet", "writeMode": "overwrite"}
+
+    direct = run(spark, tmp_path, {"extract": extract(), "load": load})
+    direct_counts = list(counted)
+    counted.clear()
+    filtered = run(
+        spark,
+        tmp_path,
+        {
+            "extract": extract(),
+            "transforms": [{"transformType": "Filter", "condition": "amount > 0"}],
+            "load": load,
+        },
+    )
+
+    assert direct_counts == ["extract-validation"]
+    assert (direct.records_extracted, direct.records_transformed, direct.records_loaded) == (5, 5, 5)
+    assert counted == ["extract-validation", "transforms[0] (Filter)", "loaded"]
+    assert (filtered.records_extracted, filtered.records_loaded, filtered.records_filtered) == (5, 3, 2)
