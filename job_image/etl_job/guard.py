@@ -23,13 +23,6 @@ def fail_where(frame: Any, broken: Any, row_label: Any, errors: Any) -> Any:
     return frame.where(F.when(broken, F.raise_error(message)).otherwise(F.lit(True)))
 
 
-def fail_on_bad_record(frame: Any, errors_column: Any, row_label: Any) -> Any:
-    """`frame` unchanged where `errors_column` (array<string>) is empty; raise on any other row."""
-    from pyspark.sql import functions as F
-
-    return fail_where(frame, F.size(errors_column) > 0, row_label, errors_column)
-
-
 def record_violation(failed: BaseException) -> str | None:
     """The bad-record message inside a Spark failure, or None when it is some other failure."""
     text = str(failed)

@@ -23,21 +23,22 @@ class RowCounter:
 
         self.name = name
         self._observation = Observation(name)
-        self._attached = False
+        #: The frame `attach` returned: the rows this counter counts, as they flow on.
+        self.observed: Any = None
 
     def attach(self, frame: Any, **extra: Any) -> Any:
         from pyspark.sql import functions as F
 
-        self._attached = True
-        return frame.observe(
+        self.observed = frame.observe(
             self._observation,
             F.count(F.lit(1)).alias("rows"),
             *[expression.alias(alias) for alias, expression in extra.items()],
         )
+        return self.observed
 
     def values(self) -> dict[str, int]:
         """The counts; call only after an action over the observed plan has succeeded."""
-        if not self._attached:
+        if self.observed is None:
             return {}
         observed = self._observation.get
         return {key: int(value or 0) for key, value in observed.items()}

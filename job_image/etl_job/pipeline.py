@@ -54,9 +54,6 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     else:
         extracted = RowCounter("extracted")
         frame = extracted.attach(frame)
-    # The frame whose rows `extracted` counts, when it counts the rows it passes on: with
-    # tolerance all, validation counts the rows it checks, and passes on only the valid ones.
-    counted = frame if not spec.extract.schema_name or tolerance == Tolerance.none else None
 
     filter_counters: list[RowCounter] = []
 
@@ -83,8 +80,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
 
     if spec.performance.parallelism:
         frame = frame.repartition(spec.performance.parallelism)
-    if frame is counted:
-        # Nothing between the extract's count and the load adds or removes a row.
+    if frame is extracted.observed:
+        # Nothing between the extract's count and the load adds or removes a row (with
+        # tolerance all, validation passes on fewer rows than it counts: another frame).
         loaded = transformed = extracted
     else:
         frame = loaded.attach(frame)
