@@ -15,6 +15,7 @@ from typing import Any
 
 from fastavro import schemaless_writer
 
+from etl_job.columns import named_column
 from etl_job.errors import ConfigurationError
 from etl_job.schemas import as_parsed, avro_to_spark_type, kind_of, logical_type, named_types, nullable_branch
 
@@ -221,7 +222,7 @@ def encode_json(frame: Any) -> Any:
     """Every column of the row as one JSON object."""
     from pyspark.sql import functions as F
 
-    return F.to_json(F.struct(*[F.col(_quoted(name)) for name in frame.columns]))
+    return F.to_json(F.struct(*[named_column(name) for name in frame.columns]))
 
 
 def encode_avro(
@@ -242,13 +243,9 @@ def encode_avro(
         )
     record_type = avro_to_spark_type(schema)
     encoded = to_avro(
-        F.struct(*[F.col(_quoted(f.name)).cast(f.dataType).alias(f.name) for f in record_type.fields]),
+        F.struct(*[named_column(f.name).cast(f.dataType).alias(f.name) for f in record_type.fields]),
         avro_json(schema),
     )
     if schema_id is None:
         return encoded
     return F.concat(F.lit(bytearray(confluent_header(schema_id))), encoded)
-
-
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"

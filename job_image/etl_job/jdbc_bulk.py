@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from etl_job.columns import named_column
 from etl_job.jdbc_errors import BULK_BAD_DATA, BULK_REJECTED
 from etl_job.jdbc_sql import Dialect, FieldFormat
 
@@ -57,18 +58,14 @@ def load_text(
     from pyspark.sql import functions as F
 
     if sort_by:
-        frame = frame.sortWithinPartitions(*[F.col(_escape_name(name)) for name in sort_by])
+        frame = frame.sortWithinPartitions(*[named_column(name) for name in sort_by])
     parts: list[Any] = []
     for index, (name, spark_type) in enumerate(columns):
         if index:
             parts.append(F.lit(","))
-        parts.append(_field(F.col(_escape_name(name)), dialect, dialect.field_format(spark_type)))
+        parts.append(_field(named_column(name), dialect, dialect.field_format(spark_type)))
     parts.append(F.lit("\n"))
     return frame.select(F.concat(*parts).cast("binary").alias("line"))
-
-
-def _escape_name(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _field(column: Any, dialect: Dialect, fmt: FieldFormat) -> Any:

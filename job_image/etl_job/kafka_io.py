@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from etl_job import avro_codec, kafka_options
+from etl_job.columns import named_column
 from etl_job.context import RunContext
 from etl_job.credentials import secret_env_name, secret_value
 from etl_job.errors import ConfigurationError, SinkRejected, SourceUnavailable
@@ -178,7 +179,7 @@ class KafkaTopicSource:
         metadata = [
             _raw(name).alias(METADATA_PREFIX + name) for name in dict.fromkeys(block.metadata_columns)
         ]
-        return frame.select(*[F.col(_quoted(name)) for name in decoding.names], *metadata)
+        return frame.select(*[named_column(name) for name in decoding.names], *metadata)
 
     def _set_aside(
         self, frame: Any, decoding: avro_codec.Decoding, block: KafkaSource, context: RunContext
@@ -225,10 +226,6 @@ def _raw(name: str) -> Any:
     column = F.col(_RAW + name)
     # Keys are nearly always text: a string column is what a user can group and join on.
     return column.cast("string") if name == "key" else column
-
-
-def _quoted(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _decoding(block: KafkaSource, schema: dict[str, Any] | None) -> avro_codec.Decoding:
@@ -332,11 +329,10 @@ def _written_through_v2(spark: Any) -> Iterator[None]:
 
 
 def _key(block: KafkaSink) -> list[Any]:
-    from pyspark.sql import functions as F
 
     if block.key_column is None:
         return []
-    return [F.col("`" + block.key_column.replace("`", "``") + "`").cast("string").alias("key")]
+    return [named_column(block.key_column).cast("string").alias("key")]
 
 
 def _value(frame: Any, block: KafkaSink, context: RunContext) -> Any:

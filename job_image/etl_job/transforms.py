@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType
 
 from etl_job import spec
+from etl_job.columns import named_column
 from etl_job.errors import ConfigurationError, EtlError, first_line
 
 logger = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ class TimeWindow:
             # A no-op in batch; in streaming it bounds the state kept for late events.
             frame = frame.withWatermark(time_column, self.config.watermark)
         window = F.window(
-            F.col(_quoted(time_column)), self.config.window_duration, self.config.slide_duration
+            named_column(time_column), self.config.window_duration, self.config.slide_duration
         ).alias(_TIME_WINDOW)
         with _spark_errors("aggregations"):
             grouped = frame.groupBy(window, *self.config.group_by).agg(
@@ -310,7 +311,7 @@ class TimeWindow:
                 grouped.select(
                     F.col(f"{_TIME_WINDOW}.start").alias("window_start"),
                     F.col(f"{_TIME_WINDOW}.end").alias("window_end"),
-                    *(F.col(_quoted(name)) for name in grouped.columns[1:]),
+                    *(named_column(name) for name in grouped.columns[1:]),
                 )
             )
 
@@ -395,7 +396,7 @@ def event_time(frame: DataFrame, time_column: str) -> DataFrame:
     catching such rows is row validation's job."""
     data_type = frame.schema[time_column].dataType
     if isinstance(data_type, StringType | DateType):
-        return frame.withColumn(time_column, F.col(_quoted(time_column)).cast("timestamp"))
+        return frame.withColumn(time_column, named_column(time_column).cast("timestamp"))
     return frame
 
 
@@ -448,11 +449,6 @@ def _require_join_keys(frame: DataFrame, keys: Sequence[str], *, side: str) -> N
             f"({side} columns: {_names(frame.columns)})",
             field="on",
         )
-
-
-def _quoted(name: str) -> str:
-    """A column name as a Spark reference to exactly that top-level column (dots and all)."""
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _names(names: Sequence[str]) -> str:

@@ -35,6 +35,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from etl_job.columns import named_column
 from etl_job.errors import ConfigurationError, SchemaViolation
 from etl_job.guard import fail_where
 from etl_job.schemas import (
@@ -457,13 +458,6 @@ def _shown(value: Any) -> Any:
     return F.substring(value.cast("string"), 1, SHOWN_CHARS)
 
 
-def _column(name: str) -> Any:
-    """A top-level column by its exact name, dots and all."""
-    from pyspark.sql import functions as F
-
-    return F.col("`" + name.replace("`", "``") + "`")
-
-
 # --- the frame ------------------------------------------------------------------------------
 
 
@@ -482,7 +476,7 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
     from pyspark.sql import functions as F
 
     record, named = _record(avro_schema)
-    fields = _fields(_column, frame_schema, record, "", named)
+    fields = _fields(named_column, frame_schema, record, "", named)
     ruled = [conformed.rules for _, conformed in fields if conformed.rules]
     every_rule = [rule for rules in ruled for rule in rules]
     # One boolean decides a row; its messages are built only when it is false.
@@ -497,7 +491,7 @@ def _plan(frame_schema: Any, avro_schema: Mapping[str, Any]) -> _FramePlan:
         every_message = F.array_except(F.array(*messages), F.array(F.lit(None).cast("string")))
         errors = F.when(valid, no_errors).otherwise(every_message)
     field_names = {name for name, _ in fields}
-    extras = [_column(c.name) for c in frame_schema.fields if c.name not in field_names]
+    extras = [named_column(c.name) for c in frame_schema.fields if c.name not in field_names]
     output = [conformed.value.alias(name) for name, conformed in fields] + extras
     # The fields are checked in schema order, so the first non-null one is the first message's.
     first_field = F.coalesce(*[_first_of(rules, lambda r: r.field) for rules in ruled], F.lit(None))
@@ -525,7 +519,7 @@ def row_label(columns: Sequence[str], key_fields: Sequence[str] = ()) -> Any:
     shown = [
         F.concat(
             F.lit(f"{key}="),
-            F.coalesce(F.substring(_column(key).cast("string"), 1, KEY_CHARS), F.lit("null")),
+            F.coalesce(F.substring(named_column(key).cast("string"), 1, KEY_CHARS), F.lit("null")),
         )
         for key in keys
     ]
@@ -571,7 +565,9 @@ class ValidationResult:
         at fault), errorType, errorMessage (every bad field's message, joined by "; ")."""
         from pyspark.sql import functions as F
 
-        original = F.to_json(F.struct(*[_column(c) for c in self._columns]), {"ignoreNullFields": "false"})
+        original = F.to_json(
+            F.struct(*[named_column(c) for c in self._columns]), {"ignoreNullFields": "false"}
+        )
         return self.checked.where(~F.col(VALID_COLUMN)).select(
             original.alias("originalRecord"),
             self._label.alias("recordKey"),
