@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from measure import cpu_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -173,14 +175,6 @@ class MariaDB:
         return int(pid_file.read_text().split()[0])
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of a server process and of its children that ended (PostgreSQL's backends end
-    with their connection; MariaDB's threads are the process's own)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
 # --- the runs --------------------------------------------------------------------------------
 
 
@@ -228,12 +222,12 @@ class PhaseLog(logging.Handler):
 
 def timed(action: Callable[[], object], server_pid: int) -> tuple[float, float]:
     """Wall seconds of the action, and the database server's CPU seconds during it."""
-    cpu_before = cpu_seconds(server_pid)
+    cpu_before = cpu_seconds(server_pid, with_ended_children=True)
     started = time.perf_counter()
     action()
     wall = time.perf_counter() - started
     time.sleep(0.2)  # PostgreSQL's backends end just after their connections close
-    return wall, cpu_seconds(server_pid) - cpu_before
+    return wall, cpu_seconds(server_pid, with_ended_children=True) - cpu_before
 
 
 def bench_database(

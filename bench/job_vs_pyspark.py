@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from measure import jvm_cpu_seconds, machine, timed
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,33 +152,6 @@ def framework(spark: Any, source: Path, output: Path, validated: bool) -> dict[s
     return metrics.model_dump(mode="json")
 
 
-def timed(action: Callable[[], object]) -> tuple[float, float]:
-    """Wall seconds and the JVM's CPU seconds of one run."""
-    jvm = _jvm_pid()
-    cpu_before = _cpu_seconds(jvm)
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started, _cpu_seconds(jvm) - cpu_before
-
-
-def _jvm_pid() -> int:
-    """The Spark JVM this process started (its child)."""
-    me = str(os.getpid())
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me and b"java" in (stat.parent / "cmdline").read_bytes():
-            return int(stat.parent.name)
-    raise RuntimeError("no Spark JVM among this process's children")
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def with_spark_defaults(spark: Any, action: Callable[[], object]) -> Callable[[], object]:
     """`action` run with Spark's own file-split setting instead of the engine's."""
     from etl_job.session import MIN_SPLITS
@@ -230,13 +203,14 @@ def main() -> None:
         action()
     seconds: dict[str, list[float]] = {name: [] for name in runs}
     cpu: dict[str, list[float]] = {name: [] for name in runs}
+    jvm_cpu = jvm_cpu_seconds(spark)
     names = list(runs)
     for round_number in range(args.rounds):
         shift = round_number % len(names)
         for name in names[shift:] + names[:shift]:
-            wall, jvm_cpu = timed(runs[name])
+            wall, used = timed(runs[name], jvm_cpu)
             seconds[name].append(wall)
-            cpu[name].append(jvm_cpu)
+            cpu[name].append(used)
     last = framework(spark, source, scratch / "validated", validated=True)
     spark.stop()
     shutil.rmtree(scratch, ignore_errors=True)
@@ -246,7 +220,7 @@ def main() -> None:
     report = {
         "rows": args.rows,
         "rounds": args.rounds,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "machine": machine(),
         "load_average": Path("/proc/loadavg").read_text().split()[:3],
         "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
         "jvm_cpu_seconds": {name: [round(v, 2) for v in values] for name, values in cpu.items()},

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -30,22 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from measure import jvm_cpu_seconds, machine, timed
+
 REPO = Path(__file__).resolve().parents[1]
 TOPIC = "bench-events"
 PARTITIONS = 4
-
-
-def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor() or platform.machine(),
-    )
-    memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory_gib:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def fill_topic(bootstrap_servers: str, rows: int) -> float:
@@ -149,26 +137,6 @@ def framework(spark: Any, bootstrap_servers: str, output: Path) -> dict[str, Any
     schemas = SchemaRegistry([REPO / "examples" / "schemas"])
     context = RunContext(pipeline="bench-kafka", spark=spark, schemas=schemas, env={})
     return run_pipeline(pipeline, context, schemas).model_dump(mode="json")
-
-
-def jvm_cpu_seconds(spark: Any) -> Callable[[], float]:
-    """CPU seconds the Spark JVM has used so far: on a shared machine a steadier measure than
-    wall time, which other processes stretch."""
-    pid = spark.sparkContext._jvm.java.lang.ProcessHandle.current().pid()
-    tick = os.sysconf("SC_CLK_TCK")
-
-    def used() -> float:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / tick
-
-    return used
-
-
-def timed(action: Callable[[], object], cpu: Callable[[], float]) -> tuple[float, float]:
-    """(wall seconds, JVM CPU seconds) of one run."""
-    started, cpu_before = time.perf_counter(), cpu()
-    action()
-    return time.perf_counter() - started, cpu() - cpu_before
 
 
 def main() -> None:
