@@ -24,6 +24,16 @@ def build_session(app_name: str, master: str | None, settings: SparkSettings, pr
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
+    for key, value in session_conf(settings, progress, os.environ.get("ETL_SPARK_JARS")).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    size_file_splits(session, settings)
+    return session
+
+
+def session_conf(settings: SparkSettings, progress: bool = False, jars: str | None = None) -> dict[str, str]:
+    """The job's Spark configuration: its defaults, then the spec's own settings over them."""
     defaults = {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "true" if progress else "false",
@@ -35,16 +45,15 @@ def build_session(app_name: str, master: str | None, settings: SparkSettings, pr
         # about a tenth of a second of planning per run.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
-    jars = os.environ.get("ETL_SPARK_JARS")
     if jars:
         defaults["spark.driver.extraClassPath"] = jars
-    for key, value in {**defaults, **settings.conf}.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    return {**defaults, **settings.conf}
+
+
+def size_file_splits(session: Any, settings: SparkSettings) -> None:
+    """SPLITS_PER_SLOT splits per task slot for file reads, unless the spec sets its own."""
     if MIN_SPLITS not in settings.conf:
         session.conf.set(MIN_SPLITS, str(SPLITS_PER_SLOT * task_slots(session, settings)))
-    return session
 
 
 def task_slots(session: Any, settings: SparkSettings) -> int:
