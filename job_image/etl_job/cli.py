@@ -108,7 +108,7 @@ def schema_dirs(explicit: list[Path] | None, config: Path) -> list[Path]:
 def _run(args: argparse.Namespace) -> int:
     from etl_job.pipeline import run_pipeline
     from etl_job.schemas import SchemaRegistry
-    from etl_job.session import build_session
+    from etl_job.session import build_session, task_slots
 
     loaded = load_pipeline(args.config)
     spec = loaded.pipeline.spec
@@ -126,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         tolerance=str(spec.error_handling.tolerance),
         schemas=schemas,
         high_water_mark=args.high_water_mark or (status.high_water_mark if status else None),
+        task_slots=task_slots(spark, spec.spark),
     )
     try:
         metrics = run_pipeline(loaded.pipeline, context, schemas)

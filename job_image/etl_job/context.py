@@ -40,4 +40,6 @@ class RunContext:
     schemas: Any = None
     #: The mark of the last successful run, for an incremental source; None reads everything.
     high_water_mark: str | None = None
+    #: How many tasks run at once (session.task_slots); None: the session's default parallelism.
+    task_slots: int | None = None
     report: RunReport = field(default_factory=RunReport)

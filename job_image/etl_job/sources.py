@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from etl_job.context import RunContext
+from etl_job.csv_files import MULTI_LINE, file_sizes, parse_whole_files
 from etl_job.errors import ConfigurationError, SourceUnavailable, first_line
 from etl_job.paths import resolve_path
 from etl_job.s3 import describe_failure, failure_text, lasting, use_connection
@@ -54,7 +55,11 @@ class FileSource:
         for key, value in block.options.items():
             reader = reader.option(key, value)
         try:
-            return reader.load(path)
+            frame = reader.load(path)
+            if block.format == "csv" and _whole_files(frame, block.options, context):
+                # Same columns, so no second look at the header; Spark lists the files again.
+                frame = reader.option(MULTI_LINE, "true").schema(frame.schema).load(path)
+            return frame
         except Exception as failed:  # noqa: BLE001 - Spark reports a missing path as a generic error
             details = failure_text(failed)
             store_failure = bucket and describe_failure(details, bucket, block.s3)
@@ -68,3 +73,10 @@ class FileSource:
                     f"path {block.path} does not exist", stage="extract", field="path"
                 ) from None
             raise SourceUnavailable(f"cannot read {block.path}: {text}", stage="extract") from None
+
+
+def _whole_files(frame: Any, options: dict[str, str], context: RunContext) -> bool:
+    """Whether the CSV files `frame` reads are best parsed whole (csv_files)."""
+    sizes = file_sizes(frame)
+    slots = context.task_slots or int(context.spark.sparkContext.defaultParallelism)
+    return sizes is not None and parse_whole_files(options, sizes, slots)
