@@ -350,6 +350,19 @@ def test_valid_or_fail_raises_the_first_violation_inside_the_pass(spark: Any) ->
     assert record_violation(raised.value) == first_violation(result.invalid)
 
 
+def test_valid_or_fail_names_the_first_bad_field_of_the_row(spark: Any) -> None:
+    frame = spark.createDataFrame([("1", "a", "1"), ("x", "z", "1")], "id string, kind string, price string")
+    result = validate_rows(frame, ITEM, "extract", key_fields=["kind"])
+
+    with pytest.raises(SparkRuntimeException) as raised:
+        result.valid_or_fail.collect()
+
+    assert record_violation(raised.value) == "row (kind=z): field id: 'x' does not cast to int"
+    assert first_violation(result.invalid) == (
+        "row (kind=z): field id: 'x' does not cast to int; field kind: 'z' is not a symbol of Kind (a, b)"
+    )
+
+
 def test_persisted_checks_serve_both_frames(spark: Any) -> None:
     frame = spark.createDataFrame([("1", "a", "1"), ("x", "a", "1")], "id string, kind string, price string")
 
