@@ -46,8 +46,18 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     # Records the source itself set aside (undecodable messages) were extracted too.
     source_rejects = list(checkpoints)
     if spec.extract.schema_name:
+        # Rows that go on to transforms are counted as read, so the count does not cut the
+        # check's generated code from theirs; rows that go straight to the load are counted past
+        # the check, where the one count serves the load too.
+        straight_to_load = not (spec.transforms or spec.load.schema_name or spec.performance.parallelism)
         frame, checkpoint = _validate(
-            frame, schemas, spec.extract.schema_name, "extract", tolerance, pipeline.name
+            frame,
+            schemas,
+            spec.extract.schema_name,
+            "extract",
+            tolerance,
+            pipeline.name,
+            count_checked=straight_to_load,
         )
         checkpoints.append(checkpoint)
         extracted = checkpoint.counter
@@ -127,16 +137,32 @@ def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
 
 
 def _validate(
-    frame: Any, schemas: SchemaRegistry, schema_name: str, stage: str, tolerance: Tolerance, pipeline: str
+    frame: Any,
+    schemas: SchemaRegistry,
+    schema_name: str,
+    stage: str,
+    tolerance: Tolerance,
+    pipeline: str,
+    *,
+    count_checked: bool = True,
 ) -> tuple[Any, Checkpoint]:
     """Check the columns against the Avro schema now, and every row during the load."""
-    result = validate_rows(frame, schemas.get(schema_name, stage=stage), stage)
+    avro_schema = schemas.get(schema_name, stage=stage)
     counter = RowCounter(f"{stage}-validation")
     if tolerance == Tolerance.none:
-        # A run that ends met no bad row, so the rows past the check are the rows checked.
-        # Counted above the check, the rows are the narrow conformed ones the load reads, and
-        # the check runs in the same generated code as the scan's projection.
-        return counter.attach(result.valid_or_fail), Checkpoint(stage, counter)
+        # A run that ends met no bad row, so the rows checked are the rows past the check, and
+        # may be counted on either side of it. A count is a plan node outside generated code:
+        # past the check (count_checked) it counts the narrow conformed rows and can be shared
+        # with the load; before it, it sits on the rows as read, where it costs least when
+        # transforms follow (0.3 s of 4 on 5 M rows aggregated).
+        if count_checked:
+            return counter.attach(validate_rows(frame, avro_schema, stage).valid_or_fail), Checkpoint(
+                stage, counter
+            )
+        return validate_rows(counter.attach(frame), avro_schema, stage).valid_or_fail, Checkpoint(
+            stage, counter
+        )
+    result = validate_rows(frame, avro_schema, stage)
     # The rejected rows come from a second plan over the source, run only when there are any.
     letters = deadletter.letters(result.invalid, pipeline=pipeline, stage=stage, schema_name=schema_name)
     return result.keep_valid(counter.attach(result.checked, failed=result.invalid_count)), Checkpoint(
