@@ -6,11 +6,11 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
-	$(BIN)/etl run examples/quickstart.yaml --show 10
+	ETL_SPARK_JARS="$$(job_image/build-functions.sh)" $(BIN)/etl run examples/quickstart.yaml --show 10
 
 ## test: install and start everything the tests need, run the whole suite
 test: test-system-packages $(VENV)/.installed
@@ -66,7 +66,7 @@ test-system-packages:
 	.ci/install-system-packages.sh --tests
 
 ## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version)
-components: kube minio helm kafka spark-jars
+components: kube minio helm kafka spark-jars functions
 
 kube:
 	tests/infra/build/build-kube.sh
@@ -78,6 +78,8 @@ kafka:
 	tests/infra/build/fetch-kafka.sh
 spark-jars:
 	job_image/fetch-jars.sh
+functions:
+	job_image/build-functions.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache examples/output

@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -181,9 +182,15 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from etl_job.functions import has_functions
     from etl_job.session import build_session
     from etl_job.spec import SparkSettings
 
+    sys.path.insert(0, str(REPO))  # the test harness builds the job's functions jar
+    from tests.infra.spark import functions_jar
+
+    # The job's own functions, as in the job image (where the jar sits in Spark's jars/).
+    os.environ["ETL_SPARK_JARS"] = str(functions_jar())
     spark = build_session(
         "bench",
         "local[2]",
@@ -222,6 +229,7 @@ def main() -> None:
         "rounds": args.rounds,
         "machine": machine(),
         "load_average": Path("/proc/loadavg").read_text().split()[:3],
+        "job_functions": has_functions(spark),
         "seconds": {name: [round(v, 2) for v in values] for name, values in seconds.items()},
         "jvm_cpu_seconds": {name: [round(v, 2) for v in values] for name, values in cpu.items()},
         "rows_per_second": {name: round(args.rows / value) for name, value in median.items()},

@@ -151,13 +151,14 @@ def main() -> None:
     from etl_job.session import build_session
     from etl_job.spec import SparkSettings
     from tests.infra.kafka import start_kafka
-    from tests.infra.spark import connector_jars
+    from tests.infra.spark import connector_jars, functions_jar
 
     broker = start_kafka()
     try:
         broker.create_topic(TOPIC, PARTITIONS)
         fill_seconds = fill_topic(broker.bootstrap_servers, args.rows)
-        os.environ["ETL_SPARK_JARS"] = os.pathsep.join(str(jar) for jar in connector_jars())
+        jars = [*connector_jars(), functions_jar()]
+        os.environ["ETL_SPARK_JARS"] = os.pathsep.join(str(jar) for jar in jars)
         spark = build_session(
             "bench-kafka",
             "local[2]",

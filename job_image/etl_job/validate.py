@@ -37,6 +37,7 @@ from typing import Any
 
 from etl_job.columns import named_column
 from etl_job.errors import ConfigurationError, SchemaViolation
+from etl_job.functions import timestamp_from_text
 from etl_job.guard import fail_where
 from etl_job.schemas import (
     AvroType,
@@ -376,6 +377,8 @@ def _convert(value: Any, source: Any, target: AvroType, target_type: Any) -> Any
         if logical == "date":
             # Days since the epoch are an Avro int: a long beyond it does not cast.
             return F.date_from_unix_date(value.try_cast("int"))
+    if isinstance(source, T.StringType) and isinstance(target_type, T.TimestampType):
+        return timestamp_from_text(value)
     return value.try_cast(target_type)
 
 

@@ -26,8 +26,13 @@ def connector_jars() -> list[Path]:
     return jars
 
 
+def functions_jar() -> Path:
+    """The job's own Spark SQL functions, which the job image has in Spark's jars/ too."""
+    return Path(ensure_built("etl-functions", REPO_ROOT / "job_image" / "build-functions.sh"))
+
+
 def start_spark() -> SparkSession:
-    jars = connector_jars()
+    jars = [*connector_jars(), functions_jar()]
     warehouse = tempfile.mkdtemp(prefix="etl-spark-")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     with timed(COMPONENT, "start"):

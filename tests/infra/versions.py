@@ -29,8 +29,9 @@ def versions() -> dict[str, str]:
     return pinned
 
 
-def ensure_built(component: str, script: Path, timeout: float = 3000) -> None:
-    """Run a build script of the repo (a no-op when its output is cached), timing it."""
+def ensure_built(component: str, script: Path, timeout: float = 3000) -> str:
+    """Run a build script of the repo (a no-op when its output is cached), timing it; return
+    the last line it printed."""
     with timed(component, "build"):
         try:
             done = subprocess.run(
@@ -41,3 +42,5 @@ def ensure_built(component: str, script: Path, timeout: float = 3000) -> None:
     if done.returncode != 0:
         output = "\n".join((done.stdout + done.stderr).strip().splitlines()[-30:])
         raise HarnessError(f"{component}: {script.name} failed with {done.returncode}:\n{output}")
+    printed = done.stdout.strip().splitlines()
+    return printed[-1] if printed else ""

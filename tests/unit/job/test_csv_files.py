@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 from etl_job.context import RunContext
 from etl_job.csv_files import MAX_FILES_INSPECTED, file_sizes, parse_whole_files
 from etl_job.sources import read_source
-from etl_job.spec import S3Source
+from etl_job.spec import FileFormat, S3Source
 
 HEADER = "id,note\n"
 # A quoted value holding a line break: one record when a file is parsed whole, two broken ones
@@ -66,7 +66,9 @@ def test_options_that_parse_the_same_either_way_leave_the_choice_to_the_engine()
 
 
 def read(spark: SparkSession, folder: Path, slots: int, **options: str) -> list[tuple[Any, ...]]:
-    block = S3Source(source_type="S3", path=str(folder), format="csv", options={"header": "true", **options})
+    block = S3Source(
+        source_type="S3", path=str(folder), format=FileFormat.csv, options={"header": "true", **options}
+    )
     frame = read_source(block, RunContext(pipeline="t", spark=spark, task_slots=slots))
     return sorted(tuple(row) for row in frame.collect())
 
