@@ -17,6 +17,7 @@ from fastavro import schemaless_writer
 
 from etl_job.columns import named_column
 from etl_job.errors import ConfigurationError
+from etl_job.functions import timestamp_from_text
 from etl_job.schemas import as_parsed, avro_to_spark_type, kind_of, logical_type, named_types, nullable_branch
 
 #: The column a decoded value is held in between decoding and selecting its fields.
@@ -150,7 +151,7 @@ def _from_json_text(text: Any, logical: str) -> Any:
     """A timestamp or date written as an epoch number (Avro's way) or as ISO 8601 text."""
     from pyspark.sql import functions as F
 
-    spelled = text.try_cast("date" if logical == "date" else "timestamp")
+    spelled = text.try_cast("date") if logical == "date" else timestamp_from_text(text)
     # ISO 8601 text has a ':' or a '-' after its first character; numbers have neither. The
     # test is cheap, where a failed cast from text to a number costs an exception per value.
     looks_spelled = (F.instr(text, ":") > 0) | (F.instr(text, "-") > 1)
