@@ -7,6 +7,7 @@ the cost differs."""
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 #: Epoch microseconds of ISO-8601 UTC text in its usual form (yyyy-MM-ddTHH:mm:ss[.f]Z), else null.
@@ -29,15 +30,22 @@ def timestamp_from_text(text: Any) -> Any:
     return F.when(micros.isNotNull(), F.timestamp_micros(micros)).otherwise(cast)
 
 
+#: Sessions known to lack the jar: trying to load a missing class costs a few tenths of a second.
+_WITHOUT_JAR: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def has_functions(spark: Any) -> bool:
     """Whether the session has the job's functions: registered now if the jar is on the
     classpath and they are not yet."""
     from pyspark.sql import types as T
 
+    if spark in _WITHOUT_JAR:
+        return False
     if spark.catalog.functionExists(ISO_UTC_MICROS):
         return True
     try:
         spark.udf.registerJavaFunction(ISO_UTC_MICROS, _ISO_UTC_MICROS_CLASS, T.LongType())
     except Exception:  # noqa: BLE001 - Spark says "cannot load class" in several exception types
+        _WITHOUT_JAR.add(spark)
         return False
     return True

@@ -138,3 +138,27 @@ def test_without_the_functions_the_cast_alone_is_used(
 
     assert ISO_UTC_MICROS not in str(read)
     assert frame(spark, USUAL_FORM[:1]).select(F.unix_micros(read)).first()[0] == 1794425776000000
+
+
+class SessionWithoutJar:
+    """Stands in for a SparkSession whose classpath lacks the jar: one process holds one
+    SparkContext, and the test run's own session has the jar."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.catalog = self
+        self.udf = self
+
+    def functionExists(self, name: str) -> bool:
+        return False
+
+    def registerJavaFunction(self, name: str, class_name: str, return_type: Any) -> None:
+        self.attempts += 1
+        raise RuntimeError(f"Can not load class {class_name}")
+
+
+def test_a_session_without_the_jar_is_tried_once() -> None:
+    session = SessionWithoutJar()
+
+    assert [has_functions(session), has_functions(session)] == [False, False]
+    assert session.attempts == 1
