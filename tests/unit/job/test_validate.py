@@ -339,28 +339,35 @@ def test_first_violation_names_the_row_and_the_field(spark: Any) -> None:
     assert first_violation(validate_rows(frame.limit(0), user_event, "extract").invalid) is None
 
 
-def test_valid_or_fail_raises_the_first_violation_inside_the_pass(spark: Any) -> None:
-    frame = spark.createDataFrame([("1", "a", "1"), ("2", "z", "1")], "id string, kind string, price string")
-    result = validate_rows(frame, ITEM, "extract", key_fields=["id"])
+@pytest.mark.parametrize(
+    ("bad_row", "key", "raised", "every_bad_field"),
+    [
+        (
+            ("2", "z", "1"),
+            "id",
+            "row (id=2): field kind: 'z' is not a symbol of Kind (a, b)",
+            "row (id=2): field kind: 'z' is not a symbol of Kind (a, b)",
+        ),
+        (
+            ("x", "z", "1"),
+            "kind",
+            "row (kind=z): field id: 'x' does not cast to int",
+            "row (kind=z): field id: 'x' does not cast to int;"
+            " field kind: 'z' is not a symbol of Kind (a, b)",
+        ),
+    ],
+)
+def test_valid_or_fail_raises_inside_the_pass_naming_the_row_and_its_first_bad_field(
+    spark: Any, bad_row: tuple[str, str, str], key: str, raised: str, every_bad_field: str
+) -> None:
+    frame = spark.createDataFrame([("1", "a", "1"), bad_row], "id string, kind string, price string")
+    result = validate_rows(frame, ITEM, "extract", key_fields=[key])
 
-    with pytest.raises(SparkRuntimeException) as raised:
+    with pytest.raises(SparkRuntimeException) as failure:
         result.valid_or_fail.collect()
 
-    assert record_violation(raised.value) == "row (id=2): field kind: 'z' is not a symbol of Kind (a, b)"
-    assert record_violation(raised.value) == first_violation(result.invalid)
-
-
-def test_valid_or_fail_names_the_first_bad_field_of_the_row(spark: Any) -> None:
-    frame = spark.createDataFrame([("1", "a", "1"), ("x", "z", "1")], "id string, kind string, price string")
-    result = validate_rows(frame, ITEM, "extract", key_fields=["kind"])
-
-    with pytest.raises(SparkRuntimeException) as raised:
-        result.valid_or_fail.collect()
-
-    assert record_violation(raised.value) == "row (kind=z): field id: 'x' does not cast to int"
-    assert first_violation(result.invalid) == (
-        "row (kind=z): field id: 'x' does not cast to int; field kind: 'z' is not a symbol of Kind (a, b)"
-    )
+    assert record_violation(failure.value) == raised
+    assert first_violation(result.invalid) == every_bad_field
 
 
 def test_persisted_checks_serve_both_frames(spark: Any) -> None:
