@@ -329,7 +329,6 @@ def _written_through_v2(spark: Any) -> Iterator[None]:
 
 
 def _key(block: KafkaSink) -> list[Any]:
-
     if block.key_column is None:
         return []
     return [named_column(block.key_column).cast("string").alias("key")]

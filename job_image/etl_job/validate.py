@@ -549,7 +549,7 @@ class ValidationResult:
     `checked` is the input with VALID_COLUMN added (true: the row breaks no rule). Use `valid`
     and `invalid` (tolerance all: validate with persist=True when both are used, else the input
     is read and checked twice), or `valid_or_fail` (tolerance none: the one pass that loads the
-    data fails at the first bad row, with the message first_violation would give)."""
+    data fails at the first bad row, named with its first bad field)."""
 
     checked: Any
     _plan: _FramePlan
