@@ -49,7 +49,8 @@ class KafkaBroker:
         futures[name].result(timeout=60)
 
 
-def start_kafka(timeout: float = 90) -> KafkaBroker:
+def start_kafka(timeout: float = 90, host: str = "127.0.0.1") -> KafkaBroker:
+    """A single KRaft broker whose client listeners are on `host` (the controller stays on loopback)."""
     ensure_built(COMPONENT, BUILD_SCRIPTS / "fetch-kafka.sh")
     java = shutil.which("java")
     if java is None:
@@ -65,9 +66,9 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port},"
+                f"listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{host}:{sasl_port},"
                 f"CONTROLLER://127.0.0.1:{controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SASL_PLAINTEXT://127.0.0.1:{sasl_port}",
+                f"advertised.listeners=PLAINTEXT://{host}:{port},SASL_PLAINTEXT://{host}:{sasl_port}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
@@ -121,9 +122,9 @@ def start_kafka(timeout: float = 90) -> KafkaBroker:
         env={**os.environ, "KAFKA_HEAP_OPTS": "-Xmx512m"},
     )
     broker = KafkaBroker(
-        f"127.0.0.1:{port}",
+        f"{host}:{port}",
         process,
-        sasl_bootstrap=f"127.0.0.1:{sasl_port}",
+        sasl_bootstrap=f"{host}:{sasl_port}",
         sasl_password=sasl_password,
     )
     with timed(COMPONENT, "start"):

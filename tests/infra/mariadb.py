@@ -48,8 +48,8 @@ class MySQLServer:
         )
 
 
-def start_mariadb(timeout: float = 60) -> MySQLServer:
-    """mariadb-install-db, start mariadbd on loopback, create database `etl` and user `etl`."""
+def start_mariadb(timeout: float = 60, host: str = "127.0.0.1") -> MySQLServer:
+    """mariadb-install-db, start mariadbd on `host`, create database `etl` and user `etl`."""
     install_db, server_bin = (
         shutil.which("mariadb-install-db"),
         shutil.which("mariadbd", path="/usr/sbin:/usr/bin"),
@@ -81,7 +81,7 @@ def start_mariadb(timeout: float = 60) -> MySQLServer:
             "--no-defaults",
             f"--datadir={data}",
             f"--port={port}",
-            "--bind-address=127.0.0.1",
+            f"--bind-address={host}",
             f"--socket={socket_path}",
             f"--pid-file={workdir / 'mysqld.pid'}",
             "--skip-name-resolve",
@@ -105,7 +105,7 @@ def start_mariadb(timeout: float = 60) -> MySQLServer:
         cur.execute("CREATE USER 'etl'@'%%' IDENTIFIED BY %s", (password,))
         cur.execute("GRANT ALL PRIVILEGES ON *.* TO 'etl'@'%'")
     root.close()
-    return MySQLServer("127.0.0.1", port, "etl", "etl", password, process)
+    return MySQLServer(host, port, "etl", "etl", password, process)
 
 
 def _root(socket_path: object) -> pymysql.connections.Connection:

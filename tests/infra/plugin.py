@@ -171,3 +171,63 @@ def fake_kubelet(kube_cluster: KubeCluster, namespace: str) -> Iterator[Any]:
     _PROCESSES_BY_FIXTURE["fake_kubelet"] = [ServerProcess("fake-kubelet", [], log_path=kubelet.log_path)]
     yield kubelet.start()
     kubelet.stop()
+
+
+# --- the real node (tests/node/) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def real_node() -> Iterator[Any]:
+    """The real single-node cluster (tests/infra/node): reused when it runs already (a user's
+    `make sandbox`), else started for this test run and stopped after it."""
+    from tests.infra.node import node as real
+
+    was_running = all(real.status().values())
+    started = real.up(log=False)
+    _PROCESSES_BY_FIXTURE["real_node"] = [
+        ServerProcess(name, [], log_path=daemon.log) for name, daemon in real.node_daemons(started.layout).items()
+    ]
+    yield started
+    if not was_running:
+        real.down()
+
+
+@pytest.fixture(scope="session")
+def node_postgres(real_node: Any) -> Iterator[PostgresServer]:
+    """PostgreSQL on the node's bridge address: the host and the node's pods reach it alike."""
+    from tests.infra.node.network import NODE_IP, POD_CIDR
+
+    server = start_postgres(host=NODE_IP, clients=POD_CIDR)
+    _PROCESSES_BY_FIXTURE["node_postgres"] = [server.process]
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def node_mysql(real_node: Any) -> Iterator[MySQLServer]:
+    from tests.infra.node.network import NODE_IP
+
+    server = start_mariadb(host=NODE_IP)
+    _PROCESSES_BY_FIXTURE["node_mysql"] = [server.process]
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def node_kafka(real_node: Any) -> Iterator[KafkaBroker]:
+    from tests.infra.node.network import NODE_IP
+
+    broker = start_kafka(host=NODE_IP)
+    _PROCESSES_BY_FIXTURE["node_kafka"] = [broker.process]
+    yield broker
+    broker.process.stop()
+
+
+@pytest.fixture(scope="session")
+def node_s3(real_node: Any) -> Iterator[S3Server]:
+    from tests.infra.node.network import NODE_IP
+
+    server = start_s3(host=NODE_IP)
+    _PROCESSES_BY_FIXTURE["node_s3"] = [server.process]
+    yield server
+    server.process.stop()

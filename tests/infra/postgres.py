@@ -54,8 +54,9 @@ def _bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
-def start_postgres(timeout: float = 60) -> PostgresServer:
-    """initdb with password authentication over TCP, start the server, create database `etl`."""
+def start_postgres(timeout: float = 60, host: str = "127.0.0.1", clients: str | None = None) -> PostgresServer:
+    """initdb with password authentication over TCP, start the server on `host`, create database
+    `etl`. `clients` (a CIDR) may connect besides loopback: the real node's pods."""
     bin_dir = _bin_dir()
     user = service_user("postgres")  # PostgreSQL refuses to run as root
     workdir = make_workdir(COMPONENT, owner=user)
@@ -86,6 +87,9 @@ def start_postgres(timeout: float = 60) -> PostgresServer:
             user=user,
         )
     pwfile.unlink()
+    if clients:
+        with (data / "pg_hba.conf").open("a") as hba:
+            hba.write(f"host all all {clients} scram-sha-256\n")
     port = free_port()
     process = ServerProcess(
         COMPONENT,
@@ -96,7 +100,7 @@ def start_postgres(timeout: float = 60) -> PostgresServer:
             "-p",
             str(port),
             "-h",
-            "127.0.0.1",
+            host,
             "-k",
             str(workdir),
             "-c",
@@ -111,7 +115,7 @@ def start_postgres(timeout: float = 60) -> PostgresServer:
         log_path=log,
         user=user,
     )
-    server = PostgresServer("127.0.0.1", port, "etl", "postgres", password, process)
+    server = PostgresServer(host, port, "etl", "postgres", password, process)
     with timed(COMPONENT, "start"):
         process.start()
         process.wait_until(

@@ -51,7 +51,7 @@ class S3Server:
         }
 
 
-def start_s3(timeout: float = 60) -> S3Server:
+def start_s3(timeout: float = 60, host: str = "127.0.0.1") -> S3Server:
     ensure_built(COMPONENT, BUILD_SCRIPTS / "build-minio.sh")
     binary = cache_dir() / f"minio-{versions()['MINIO_VERSION']}" / "bin" / "minio"
     workdir = make_workdir(COMPONENT)
@@ -72,7 +72,7 @@ def start_s3(timeout: float = 60) -> S3Server:
             "server",
             str(workdir / "data"),
             "--address",
-            f"127.0.0.1:{port}",
+            f"{host}:{port}",
             "--console-address",
             f"127.0.0.1:{console_port}",
             "--quiet",
@@ -80,7 +80,7 @@ def start_s3(timeout: float = 60) -> S3Server:
         log_path=workdir / "minio.log",
         env=env,
     )
-    server = S3Server(f"http://127.0.0.1:{port}", access_key, secret_key, "us-east-1", process)
+    server = S3Server(f"http://{host}:{port}", access_key, secret_key, "us-east-1", process)
     with timed(COMPONENT, "start"):
         process.start()
         process.wait_until(lambda: _ready(server), what="answering /minio/health/ready", timeout=timeout)
