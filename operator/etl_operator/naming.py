@@ -62,6 +62,12 @@ def run_labels(pipeline: str, run: int, generation: int) -> dict[str, str]:
     }
 
 
+def executor_labels(pipeline: str, run: int) -> dict[str, str]:
+    """Labels of a run's executor pods. Without the managed-by label: Spark manages them, and
+    the operator watches only the pods it made."""
+    return {LABEL_PIPELINE: _bounded(pipeline), LABEL_RUN: str(run), LABEL_COMPONENT: "executor"}
+
+
 def pipeline_selector(pipeline: str) -> str:
     """Label selector of every run object of one pipeline."""
     return f"{LABEL_PIPELINE}={_bounded(pipeline)},{LABEL_MANAGED_BY}={MANAGED_BY}"

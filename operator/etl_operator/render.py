@@ -23,6 +23,10 @@ from etl_operator import naming
 PIPELINE_DIR = "/etc/etl/pipeline"
 PIPELINE_KEY = "pipeline.json"
 PIPELINE_FILE = f"{PIPELINE_DIR}/{PIPELINE_KEY}"
+#: Spark's executor pod template, beside the pipeline in the run's ConfigMap (executors > 0).
+EXECUTOR_TEMPLATE_KEY = "executor-pod.yaml"
+EXECUTOR_TEMPLATE_FILE = f"{PIPELINE_DIR}/{EXECUTOR_TEMPLATE_KEY}"
+EXECUTOR_CONTAINER = "executor"
 #: An optional ConfigMap of .avsc files is mounted here, listed first in ETL_SCHEMA_DIRS.
 SCHEMAS_DIR = "/etc/etl/schemas"
 #: The schemas Dockerfile.job ships (its ETL_SCHEMA_DIRS); kept after a mounted schemas ConfigMap.
@@ -149,14 +153,50 @@ def pipeline_document(pipeline: PipelineRef) -> dict[str, Any]:
 
 
 def config_map(pipeline: PipelineRef, run: int) -> dict[str, Any]:
+    data = {PIPELINE_KEY: json.dumps(pipeline_document(pipeline), indent=2, sort_keys=True)}
+    if pipeline.spec.spark.executors > 0:
+        data[EXECUTOR_TEMPLATE_KEY] = json.dumps(executor_pod_template(pipeline, run), indent=2, sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": _metadata(pipeline, run, naming.config_map_name(pipeline.name, run)),
         # A run's configuration never changes; immutable ConfigMaps are not watched by kubelets.
         "immutable": True,
-        "data": {PIPELINE_KEY: json.dumps(pipeline_document(pipeline), indent=2, sort_keys=True)},
+        "data": data,
     }
+
+
+def executor_pod_template(pipeline: PipelineRef, run: int) -> dict[str, Any]:
+    """What Spark starts its executor pods from (spark.kubernetes.executor.podTemplateFile): the
+    pipeline's labels, so `kubectl get pods -l etl.sparkops.io/pipeline=NAME` lists them with the
+    driver, and the same locked-down security as the driver, which the `restricted` Pod Security
+    level requires. Spark adds the image, resources, env and the owner reference to the driver pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"labels": naming.executor_labels(pipeline.name, run)},
+        "spec": {
+            "enableServiceLinks": False,
+            "automountServiceAccountToken": False,
+            "securityContext": _POD_SECURITY,
+            "containers": [{"name": EXECUTOR_CONTAINER, "securityContext": _CONTAINER_SECURITY}],
+        },
+    }
+
+
+#: Pod and container security of every pod of a run: what `restricted` Pod Security demands.
+_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": SPARK_UID,
+    "fsGroup": SPARK_UID,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    # Spark and Python write scratch files outside the mounted local dir too.
+    "readOnlyRootFilesystem": False,
+}
 
 
 def driver_service(pipeline: PipelineRef, run: int) -> dict[str, Any]:
@@ -195,7 +235,10 @@ def driver_pod(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> d
             "name": _PIPELINE_VOLUME,
             "configMap": {
                 "name": naming.config_map_name(pipeline.name, run),
-                "items": [{"key": PIPELINE_KEY, "path": PIPELINE_KEY}],
+                "items": [
+                    {"key": key, "path": key}
+                    for key in (PIPELINE_KEY, *([EXECUTOR_TEMPLATE_KEY] if distributed else []))
+                ],
             },
         },
         {"name": _LOCAL_DIR_VOLUME, "emptyDir": {}},
@@ -212,12 +255,7 @@ def driver_pod(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> d
         # Only a driver that creates executor pods needs the API.
         "automountServiceAccountToken": distributed,
         "serviceAccountName": spec.spark.service_account or defaults.service_account,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SPARK_UID,
-            "fsGroup": SPARK_UID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": copy.deepcopy(_POD_SECURITY),
         "containers": [driver_container(pipeline, run, defaults)],
         "volumes": volumes,
     }
@@ -255,12 +293,7 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
             "limits": {"memory": memory},
         },
         "volumeMounts": mounts,
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            # Spark and Python write scratch files outside the mounted local dir too.
-            "readOnlyRootFilesystem": False,
-        },
+        "securityContext": copy.deepcopy(_CONTAINER_SECURITY),
         "terminationMessagePath": defaults.termination_log,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -329,6 +362,8 @@ def submit_conf(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> 
         "spark.driver.memory": f"{spark_memory_mib(spark.driver.memory)}m",
         "spark.local.dir": SPARK_LOCAL_DIR,
         "spark.pyspark.python": "python3",
+        "spark.kubernetes.executor.podTemplateFile": EXECUTOR_TEMPLATE_FILE,
+        "spark.kubernetes.executor.podTemplateContainerName": EXECUTOR_CONTAINER,
     }
     return {**owned, **spark.conf}
 
@@ -392,6 +427,8 @@ OPERATOR_CONF: Mapping[str, str] = {
     "spark.driver.memory": "set spec.spark.driver.memory instead",
     "spark.local.dir": "set by the operator",
     "spark.pyspark.python": "set by the operator",
+    "spark.kubernetes.executor.podTemplateFile": "set by the operator; use spec.podTemplate for the driver",
+    "spark.kubernetes.executor.podTemplateContainerName": "set by the operator",
 }
 
 

@@ -168,6 +168,14 @@ class ServerProcess:
     def running(self) -> bool:
         return self._popen is not None and self._popen.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen is not None else None
+
+    def detach(self) -> None:
+        """Leave the server running when this process exits (it is no longer stopped at exit)."""
+        _RUNNING.discard(self)
+
     def log_tail(self, lines: int = 40) -> str:
         return tail(self.log_path, lines)
 

@@ -303,6 +303,39 @@ def test_distributed_run_renders_a_headless_service_for_the_driver() -> None:
     assert ports == {("driver-rpc", 7078), ("blockmanager", 7079)}
 
 
+def test_executors_start_from_a_template_with_the_pipelines_labels_and_restricted_security() -> None:
+    manifests = render_run(_pipeline(_distributed()), 7, DEFAULTS)
+    args: list[str] = _driver(manifests.pod)["args"]
+    confs = [args[i + 1] for i, arg in enumerate(args) if arg == "--conf"]
+    assert "spark.kubernetes.executor.podTemplateFile=/etc/etl/pipeline/executor-pod.yaml" in confs
+    assert "spark.kubernetes.executor.podTemplateContainerName=executor" in confs
+    template = json.loads(manifests.config_map["data"]["executor-pod.yaml"])
+    labels = template["metadata"]["labels"]
+    assert labels == {
+        "etl.sparkops.io/pipeline": "user-summary",
+        "etl.sparkops.io/run": "7",
+        "app.kubernetes.io/component": "executor",
+    }
+    # Not the driver Service's selector, and not watched by the operator as one of its pods.
+    assert not set(LABELS.items()) <= set(labels.items())
+    assert "app.kubernetes.io/managed-by" not in labels
+    spec = template["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = spec["containers"][0]
+    assert container["name"] == "executor"
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert spec["automountServiceAccountToken"] is False
+    volume = next(v for v in manifests.pod["spec"]["volumes"] if "configMap" in v)
+    assert {"key": "executor-pod.yaml", "path": "executor-pod.yaml"} in volume["configMap"]["items"]
+
+
+def test_a_local_mode_run_has_no_executor_template() -> None:
+    manifests = render_run(_pipeline(_spec()), 7, DEFAULTS)
+    assert set(manifests.config_map["data"]) == {"pipeline.json"}
+
+
 def test_every_conf_the_operator_sets_is_refused_in_the_spec() -> None:
     owned = submit_conf(_pipeline(_spec(spark={"executors": 2})), 7, DEFAULTS)
     assert set(owned) <= set(OPERATOR_CONF)
