@@ -179,10 +179,10 @@ class MariaDB:
 
 
 def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
-    from etl_job.context import RunContext
-    from etl_job.credentials import secret_env_name
-    from etl_job.jdbc import JdbcSinkConnector
-    from etl_job.spec import JdbcSink, SecretKeyRef
+    from etl_job.connectors.jdbc.connector import JdbcSinkConnector
+    from etl_job.contract import JdbcSink, SecretKeyRef
+    from etl_job.contract.credentials import secret_env_name
+    from etl_job.runtime.context import RunContext
 
     ref = SecretKeyRef(name="bench-db", key="password")
     server = db.server

@@ -145,10 +145,10 @@ def pipeline_manifest(source: Path, output: Path, validated: bool) -> dict[str, 
 
 
 def framework(spark: Any, source: Path, output: Path, validated: bool) -> dict[str, Any]:
-    from etl_job.context import RunContext
-    from etl_job.manifest import parse_manifest
+    from etl_job.contract.manifest import parse_manifest
     from etl_job.pipeline import run_pipeline
-    from etl_job.schemas import SchemaRegistry
+    from etl_job.quality.schemas import SchemaRegistry
+    from etl_job.runtime.context import RunContext
 
     pipeline = parse_manifest(pipeline_manifest(source, output, validated))
     metrics = run_pipeline(
@@ -159,7 +159,7 @@ def framework(spark: Any, source: Path, output: Path, validated: bool) -> dict[s
 
 def with_spark_defaults(spark: Any, action: Callable[[], object]) -> Callable[[], object]:
     """`action` run with Spark's own file-split setting instead of the engine's."""
-    from etl_job.session import MIN_SPLITS
+    from etl_job.runtime.session import MIN_SPLITS
 
     def run() -> object:
         engine_value = spark.conf.get(MIN_SPLITS, None)
@@ -186,9 +186,9 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from etl_job.functions import has_functions
-    from etl_job.session import build_session
-    from etl_job.spec import SparkSettings
+    from etl_job.contract import SparkSettings
+    from etl_job.runtime.functions import has_functions
+    from etl_job.runtime.session import build_session
 
     sys.path.insert(0, str(REPO))  # the test harness builds the job's functions jar
     from tests.infra.spark import functions_jar

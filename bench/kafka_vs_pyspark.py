@@ -109,10 +109,10 @@ def baseline(spark: Any, bootstrap_servers: str, output: Path) -> None:
 
 
 def framework(spark: Any, bootstrap_servers: str, output: Path) -> dict[str, Any]:
-    from etl_job.context import RunContext
-    from etl_job.manifest import parse_manifest
+    from etl_job.contract.manifest import parse_manifest
     from etl_job.pipeline import run_pipeline
-    from etl_job.schemas import SchemaRegistry
+    from etl_job.quality.schemas import SchemaRegistry
+    from etl_job.runtime.context import RunContext
 
     pipeline = parse_manifest(
         {
@@ -148,8 +148,8 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))  # the test harness starts the broker and finds the connector jars
-    from etl_job.session import build_session
-    from etl_job.spec import SparkSettings
+    from etl_job.contract import SparkSettings
+    from etl_job.runtime.session import build_session
     from tests.infra.kafka import start_kafka
     from tests.infra.spark import connector_jars, functions_jar
 

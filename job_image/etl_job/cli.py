@@ -18,12 +18,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from etl_job import logs
-from etl_job.context import RunContext
-from etl_job.errors import ConfigurationError, EtlError
-from etl_job.manifest import LoadedPipeline, load_pipeline
-from etl_job.metrics import write_termination_message
-from etl_job.spec import RunMetrics
+from etl_job.contract import ConfigurationError, EtlError, RunMetrics
+from etl_job.contract.manifest import LoadedPipeline, load_pipeline
+from etl_job.runtime import logs
+from etl_job.runtime.context import RunContext
+from etl_job.runtime.metrics import write_termination_message
 
 log = logging.getLogger("etl_job")
 
@@ -107,8 +106,8 @@ def schema_dirs(explicit: list[Path] | None, config: Path) -> list[Path]:
 
 def _run(args: argparse.Namespace) -> int:
     from etl_job.pipeline import run_pipeline
-    from etl_job.schemas import SchemaRegistry
-    from etl_job.session import build_session, task_slots
+    from etl_job.quality.schemas import SchemaRegistry
+    from etl_job.runtime.session import build_session, task_slots
 
     loaded = load_pipeline(args.config)
     spec = loaded.pipeline.spec
@@ -170,7 +169,7 @@ def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseE
 
 
 def _show_output(loaded: LoadedPipeline, context: RunContext, rows: int) -> None:
-    from etl_job.paths import resolve_path
+    from etl_job.connectors.files.paths import resolve_path
 
     load = loaded.pipeline.spec.load
     if load.sink_type != "S3":
@@ -181,7 +180,7 @@ def _show_output(loaded: LoadedPipeline, context: RunContext, rows: int) -> None
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from etl_job.schemas import SchemaRegistry
+    from etl_job.quality.schemas import SchemaRegistry
 
     loaded = load_pipeline(args.config)
     spec = loaded.pipeline.spec
@@ -190,7 +189,7 @@ def _validate(args: argparse.Namespace) -> int:
     for name in names:
         registry.get(name)
     if not args.no_sql:
-        from etl_job.sql_check import check_expressions
+        from etl_job.transforms.sql_check import check_expressions
 
         check_expressions(spec)
     for warning in loaded.warnings:
@@ -202,7 +201,7 @@ def _validate(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     import yaml
 
-    from etl_job import legacy
+    from etl_job.contract import legacy
 
     try:
         document = yaml.safe_load(args.config.read_text())
@@ -218,7 +217,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _crd(args: argparse.Namespace) -> int:
-    from etl_job.crd import crd_yaml
+    from etl_job.contract.crd import crd_yaml
 
     print(crd_yaml(), end="")
     return 0

@@ -10,24 +10,21 @@ import logging
 import time
 from typing import Any
 
-from etl_job import connectors, deadletter
-from etl_job.context import RunContext
-from etl_job.errors import DataError, SinkRejected
-from etl_job.guard import record_violation
-from etl_job.metrics import RowCounter, success_rate
-from etl_job.retry import run_with_retry
-from etl_job.schemas import SchemaRegistry
-from etl_job.setaside import Checkpoint
-from etl_job.sinks import sink_for
-from etl_job.sources import read_source
-from etl_job.spec import ETLPipeline, RunMetrics, Tolerance
-from etl_job.transforms import TransformContext, apply_transforms
-from etl_job.validate import validate_rows
+from etl_job.connectors import catalog, deadletter
+from etl_job.connectors.registry import read_source, sink_for
+from etl_job.contract import DataError, ETLPipeline, RunMetrics, SinkRejected, Tolerance
+from etl_job.quality.guard import record_violation
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.quality.validate import validate_rows
+from etl_job.runtime.context import Checkpoint, RunContext
+from etl_job.runtime.metrics import RowCounter, success_rate
+from etl_job.runtime.retry import run_with_retry
+from etl_job.transforms.stage import TransformContext, apply_transforms
 
 log = logging.getLogger("etl_job.pipeline")
 
 #: Every connector registers itself on import.
-_CONNECTORS = connectors
+_CONNECTORS = catalog
 
 
 def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegistry) -> RunMetrics:

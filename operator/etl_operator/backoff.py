@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 
-from etl_job.spec import RestartPolicy
+from etl_job.contract import RestartPolicy
 
 
 def backoff_step(retries: int, policy: RestartPolicy) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from etl_job.spec import CircuitBreakerPolicy, CircuitState, CircuitStatus
+from etl_job.contract import CircuitBreakerPolicy, CircuitState, CircuitStatus
 from etl_operator.observe import format_time, parse_time
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from etl_job.spec import SecretKeyRef
+from etl_job.contract import SecretKeyRef
 from etl_operator.naming import pipeline_selector
 
 log = logging.getLogger("etl_operator.kube")

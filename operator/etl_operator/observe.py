@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from etl_job.spec import ETLPipelineSpec, Mode, RunMetrics
+from etl_job.contract import ETLPipelineSpec, Mode, RunMetrics
 from etl_operator.naming import DRIVER_CONTAINER, LABEL_GENERATION, LABEL_RUN
 
 PodPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"]

@@ -17,7 +17,7 @@ from typing import Literal
 
 from croniter import croniter  # type: ignore[import-untyped]
 
-from etl_job.spec import (
+from etl_job.contract import (
     CircuitState,
     CircuitStatus,
     ConcurrencyPolicy,

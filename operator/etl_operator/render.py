@@ -15,8 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from etl_job.credentials import secret_env_name
-from etl_job.spec import API_GROUP, API_VERSION, KIND, ETLPipelineSpec, Mode, SecretKeyRef
+from etl_job.contract import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    ETLPipelineSpec,
+    Mode,
+    SecretKeyRef,
+    secret_env_name,
+)
 from etl_operator import naming
 
 #: Where the ConfigMap's pipeline.json is mounted; the job runs `etl run` on this file.

@@ -17,8 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from etl_job.manifest import field_path
-from etl_job.spec import ETLPipelineSpec, ETLPipelineStatus, Mode
+from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, field_path
 from etl_operator import kube_io
 from etl_operator.capacity import RunSlots
 from etl_operator.observe import observe_pod, parse_time

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from etl_job.credentials import secret_env_name
-from etl_job.spec import SecretKeyRef
+from etl_job.contract import SecretKeyRef
+from etl_job.contract.credentials import secret_env_name
 from tests.infra.postgres import PostgresServer
 from tests.infra.s3 import S3Server
 from tests.infra.spark import connector_jars

@@ -19,21 +19,24 @@ from typing import Any
 import pytest
 import yaml
 
-from etl_job.context import RunContext
-from etl_job.credentials import secret_env_name
-from etl_job.errors import (
+from etl_job.connectors.jdbc.connector import JdbcSinkConnector, JdbcSourceConnector
+from etl_job.contract import (
     ConfigurationError,
     CredentialsMissing,
     DataError,
     EtlError,
+    JdbcSink,
+    JdbcSource,
+    RunMetrics,
+    SecretKeyRef,
     SinkRejected,
     SourceUnavailable,
 )
-from etl_job.jdbc import JdbcSinkConnector, JdbcSourceConnector
-from etl_job.manifest import parse_manifest
+from etl_job.contract.credentials import secret_env_name
+from etl_job.contract.manifest import parse_manifest
 from etl_job.pipeline import run_pipeline
-from etl_job.schemas import SchemaRegistry
-from etl_job.spec import JdbcSink, JdbcSource, RunMetrics, SecretKeyRef
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.runtime.context import RunContext
 from tests.infra.mariadb import MySQLServer
 from tests.infra.postgres import PostgresServer
 from tests.infra.spark import connector_jars

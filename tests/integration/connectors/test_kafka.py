@@ -20,13 +20,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, Topic
 from fastavro import schemaless_reader, schemaless_writer
 from pyspark.sql import SparkSession
 
-from etl_job.context import RunContext
-from etl_job.credentials import secret_env_name
-from etl_job.errors import DataError, SinkRejected, SourceUnavailable
-from etl_job.manifest import parse_manifest
+from etl_job.contract import DataError, RunMetrics, SecretKeyRef, SinkRejected, SourceUnavailable
+from etl_job.contract.credentials import secret_env_name
+from etl_job.contract.manifest import parse_manifest
 from etl_job.pipeline import run_pipeline
-from etl_job.schemas import SchemaRegistry
-from etl_job.spec import RunMetrics, SecretKeyRef
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.runtime.context import RunContext
 from tests.infra.kafka import KafkaBroker
 
 pytestmark = pytest.mark.integration

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from etl_job.context import RunContext
-from etl_job.credentials import secret_env_name
+from etl_job.contract import ETLPipeline, SecretKeyRef
+from etl_job.contract.credentials import secret_env_name
 from etl_job.pipeline import run_pipeline
-from etl_job.schemas import SchemaRegistry
-from etl_job.spec import ETLPipeline, SecretKeyRef
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.runtime.context import RunContext
 from tests.infra.kafka import KafkaBroker
 from tests.infra.mariadb import MySQLServer
 from tests.infra.postgres import PostgresServer

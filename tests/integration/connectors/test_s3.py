@@ -30,13 +30,12 @@ import boto3
 import pytest
 from pyspark.sql import SparkSession
 
-from etl_job.context import RunContext
-from etl_job.credentials import secret_env_name
-from etl_job.errors import EtlError, SinkRejected, SourceUnavailable
-from etl_job.manifest import parse_manifest
+from etl_job.contract import EtlError, RunMetrics, SecretKeyRef, SinkRejected, SourceUnavailable
+from etl_job.contract.credentials import secret_env_name
+from etl_job.contract.manifest import parse_manifest
 from etl_job.pipeline import run_pipeline
-from etl_job.schemas import SchemaRegistry
-from etl_job.spec import RunMetrics, SecretKeyRef
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.runtime.context import RunContext
 from tests.infra.process import free_port
 from tests.infra.s3 import S3Server, start_s3
 

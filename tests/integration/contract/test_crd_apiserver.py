@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from etl_job.crd import CRD_NAME
-from etl_job.spec import ETLPipeline, JoinTransform
+from etl_job.contract import ETLPipeline, JoinTransform
+from etl_job.contract.crd import CRD_NAME
 from tests.contract_cases import (
     EXAMPLE,
     INVALID_CASES,

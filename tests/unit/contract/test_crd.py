@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, Field
 
-from etl_job.crd import CRD_NAME, cel_field, crd_manifest, crd_yaml, structural_schema
-from etl_job.spec import ETLPipeline, ETLPipelineSpec, JoinTransform
+from etl_job.contract import ETLPipeline, ETLPipelineSpec, JoinTransform
+from etl_job.contract.crd import CRD_NAME, cel_field, crd_manifest, crd_yaml, structural_schema
 from tests.contract_cases import (
     INVALID_CASES,
     PYDANTIC_ONLY_CASES,
@@ -58,7 +58,7 @@ def _all_keys(value: Any) -> Iterator[str]:
 
 def test_committed_crd_is_what_the_models_generate() -> None:
     assert COMMITTED_CRD.read_text() == crd_yaml(), (
-        f"{COMMITTED_CRD.relative_to(ROOT)} is out of date with job_image/etl_job/spec.py: run `make crds`"
+        f"{COMMITTED_CRD.relative_to(ROOT)} is out of date with job_image/etl_job/contract/: run `make crds`"
     )
 
 

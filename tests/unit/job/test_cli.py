@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from etl_job.cli import main
-from etl_job.crd import crd_yaml
-from etl_job.spec import ETLPipeline
+from etl_job.contract import ETLPipeline
+from etl_job.contract.crd import crd_yaml
 
 REPO = Path(__file__).resolve().parents[3]
 

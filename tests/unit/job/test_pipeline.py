@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from pyspark.sql import SparkSession
 
-from etl_job.context import RunContext
-from etl_job.errors import DataError, SchemaViolation, SourceUnavailable
-from etl_job.manifest import load_pipeline, parse_manifest
-from etl_job.metrics import RowCounter
+from etl_job.contract import DataError, SchemaViolation, SourceUnavailable
+from etl_job.contract.manifest import load_pipeline, parse_manifest
 from etl_job.pipeline import run_pipeline
-from etl_job.schemas import SchemaRegistry
+from etl_job.quality.schemas import SchemaRegistry
+from etl_job.runtime.context import RunContext
+from etl_job.runtime.metrics import RowCounter
 
 REPO = Path(__file__).resolve().parents[3]
 SCHEMAS = SchemaRegistry([REPO / "examples" / "schemas"])

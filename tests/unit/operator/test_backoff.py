@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from etl_job.spec import RestartPolicy
+from etl_job.contract import RestartPolicy
 from etl_operator.backoff import backoff_delay, backoff_step
 
 POLICY = RestartPolicy(initial_backoff_seconds=10, max_backoff_seconds=300, backoff_multiplier=2.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from etl_job.spec import CircuitBreakerPolicy, CircuitState, CircuitStatus
+from etl_job.contract import CircuitBreakerPolicy, CircuitState, CircuitStatus
 from etl_operator.breaker import may_launch, record_failure, record_success, reset_at
 
 NOW = datetime(2026, 11, 25, 22, 0, 0, tzinfo=UTC)

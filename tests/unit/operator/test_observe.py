@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from etl_job.spec import ETLPipelineSpec, RunMetrics
+from etl_job.contract import ETLPipelineSpec, RunMetrics
 from etl_operator.naming import driver_pod_name, run_labels
 from etl_operator.observe import ObservedRun, Outcome, classify, next_check_at, observe_pod, parse_metrics
 

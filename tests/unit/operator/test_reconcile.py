@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from etl_job.spec import CircuitState, CircuitStatus, ETLPipelineSpec, ETLPipelineStatus, Phase, RunRecord
+from etl_job.contract import CircuitState, CircuitStatus, ETLPipelineSpec, ETLPipelineStatus, Phase, RunRecord
 from etl_operator.observe import observe_pod
 from etl_operator.reconcile import (
     Action,

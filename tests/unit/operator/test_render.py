@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from etl_job.credentials import secret_env_name
-from etl_job.spec import ETLPipeline, ETLPipelineSpec, SecretKeyRef
+from etl_job.contract import ETLPipeline, ETLPipelineSpec, SecretKeyRef
+from etl_job.contract.credentials import secret_env_name
 from etl_operator import naming
 from etl_operator.render import (
     OPERATOR_CONF,

@@ -1,0 +1,1 @@
+"""The transform stage: one class per `transformType`, and the offline check of a spec's SQL."""

@@ -1,0 +1,63 @@
+"""Offline check of the SQL in a pipeline: every condition, expression and query must parse.
+
+Parsing needs Spark's own parser, so this starts a small local JVM; it reads no data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from etl_job.contract import (
+    ConfigurationError,
+    ETLPipelineSpec,
+    FilterTransform,
+    SelectTransform,
+    SqlTransform,
+)
+
+
+def sql_fragments(spec: ETLPipelineSpec) -> Iterator[tuple[str, str, str]]:
+    """(stage, kind, text) for each piece of SQL: kind is "expression" or "query"."""
+    for index, transform in enumerate(spec.transforms):
+        stage = f"transforms[{index}] ({transform.transform_type})"
+        if isinstance(transform, FilterTransform):
+            yield stage, "expression", transform.condition
+        elif isinstance(transform, SelectTransform):
+            for column in transform.columns:
+                yield stage, "expression", column
+        elif isinstance(transform, SqlTransform):
+            yield stage, "query", transform.query
+
+
+def check_expressions(spec: ETLPipelineSpec, spark: Any = None) -> None:
+    fragments = list(sql_fragments(spec))
+    if not fragments:
+        return
+    if spark is None:
+        from pyspark.sql import SparkSession
+
+        spark = (
+            SparkSession.builder.master("local[1]")
+            .appName("etl-validate")
+            .config("spark.ui.enabled", "false")
+            .getOrCreate()
+        )
+    parser = spark._jsparkSession.sessionState().sqlParser()
+    for stage, kind, text in fragments:
+        try:
+            if kind == "query":
+                parser.parsePlan(text)
+            else:
+                parser.parseExpression(text)
+        except Exception as broken:  # noqa: BLE001 - py4j wraps Spark's ParseException
+            detail = _first_line(broken)
+            raise ConfigurationError(f"{kind} {text!r} does not parse: {detail}", stage=stage) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error)
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("An error occurred", ": org.apache", "py4j")):
+            return line.removeprefix(": ")
+    return text.splitlines()[0] if text else type(error).__name__
