@@ -48,9 +48,9 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile.operator Dockerfile.job
 
-## crds: regenerate the ETLPipeline CRD in crds/ from the pipeline contract (job_image/etl_job/spec.py)
+## crds: regenerate the ETLPipeline CRD in crds/ from the pipeline contract (job_image/etl_job/contract/)
 crds: $(VENV)/.installed
-	$(BIN)/python -c "from etl_job.crd import crd_yaml; print(crd_yaml(), end='')" > crds/etlpipelines.etl.sparkops.io.yaml
+	$(BIN)/python -c "from etl_job.contract.crd import crd_yaml; print(crd_yaml(), end='')" > crds/etlpipelines.etl.sparkops.io.yaml
 	cp crds/etlpipelines.etl.sparkops.io.yaml helm/sparkops-etl/crds/etlpipelines.etl.sparkops.io.yaml
 
 $(VENV)/.installed: pyproject.toml constraints.txt
