@@ -185,7 +185,8 @@ def real_node() -> Iterator[Any]:
     was_running = all(real.status().values())
     started = real.up(log=False)
     _PROCESSES_BY_FIXTURE["real_node"] = [
-        ServerProcess(name, [], log_path=daemon.log) for name, daemon in real.node_daemons(started.layout).items()
+        ServerProcess(name, [], log_path=daemon.log)
+        for name, daemon in real.node_daemons(started.layout).items()
     ]
     yield started
     if not was_running:

@@ -54,7 +54,9 @@ def _bin_dir() -> Path:
     return Path(found[-1]).parent
 
 
-def start_postgres(timeout: float = 60, host: str = "127.0.0.1", clients: str | None = None) -> PostgresServer:
+def start_postgres(
+    timeout: float = 60, host: str = "127.0.0.1", clients: str | None = None
+) -> PostgresServer:
     """initdb with password authentication over TCP, start the server on `host`, create database
     `etl`. `clients` (a CIDR) may connect besides loopback: the real node's pods."""
     bin_dir = _bin_dir()

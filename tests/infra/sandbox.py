@@ -9,6 +9,7 @@ address), for a user to try pipelines on. `.sandbox/env` says where everything i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -17,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -56,10 +56,9 @@ def up() -> None:
         state["services"] = services
         _save_state(state)
     for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
-        node.kubectl_run(
-            "apply", "-f", "-",
-            input_text=yaml.safe_dump({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": RESTRICTED}}),
-        )  # fmt: skip
+        metadata = {"name": namespace, "labels": RESTRICTED}
+        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+        node.kubectl_run("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -74,7 +73,7 @@ def up() -> None:
     node.kubectl_run("apply", "-f", "-", input_text=yaml.safe_dump(secret))
     _install_chart(node, images)
     ENV_FILE.write_text(_env_text(node, services))
-    print(f"sandbox: ready. `source {ENV_FILE.relative_to(Path.cwd()) if ENV_FILE.is_relative_to(Path.cwd()) else ENV_FILE}`")
+    print(f"sandbox: ready; `source {ENV_FILE}`")
 
 
 def down() -> None:
@@ -99,7 +98,8 @@ def _install_chart(node: real.Node, images: dict[str, str]) -> None:
     helm.run(
         "upgrade", "--install", "etl", str(CHART),
         "--kubeconfig", str(node.kubeconfig), "--namespace", OPERATOR_NAMESPACE,
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}", "--set", "image.pullPolicy=Never",
+        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+        "--set", "image.pullPolicy=Never",
         "--set", f"jobImage.repository={job_repository}", "--set", f"jobImage.tag={job_tag}",
         "--set", f"driverServiceAccount.namespaces={{{NAMESPACE}}}",
         "--wait", "--timeout", "5m",
@@ -119,10 +119,27 @@ def _start_services() -> dict[str, Any]:
         # Not stopped when this process exits: the sandbox's servers live until `make sandbox-down`.
         server.detach()
     return {
-        "postgres": {"host": pg.host, "port": pg.port, "user": pg.user, "password": pg.password, "database": "etl"},
-        "mysql": {"host": my.host, "port": my.port, "user": my.user, "password": my.password, "database": "etl"},
+        "postgres": {
+            "host": pg.host,
+            "port": pg.port,
+            "user": pg.user,
+            "password": pg.password,
+            "database": "etl",
+        },
+        "mysql": {
+            "host": my.host,
+            "port": my.port,
+            "user": my.user,
+            "password": my.password,
+            "database": "etl",
+        },
         "kafka": {"bootstrap": broker.bootstrap_servers},
-        "s3": {"endpoint": store.endpoint, "access_key": store.access_key, "secret_key": store.secret_key, "bucket": BUCKET},
+        "s3": {
+            "endpoint": store.endpoint,
+            "access_key": store.access_key,
+            "secret_key": store.secret_key,
+            "bucket": BUCKET,
+        },
         "pids": {name: server.pid for name, server in servers.items() if server.pid is not None},
         "dirs": [str(path) for path in process.WORKDIRS],
     }
@@ -136,10 +153,8 @@ def _services_running(services: dict[str, Any]) -> bool:
 def _stop_services(services: dict[str, Any]) -> None:
     for pid in services.get("pids", {}).values():
         if _alive(pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     for directory in services.get("dirs", []):
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -176,7 +191,14 @@ def _env_text(node: real.Node, services: dict[str, Any]) -> str:
         "S3_SECRET_KEY": store["secret_key"],
     }
     # The servers listen on the node's bridge address, which pods and the host reach alike.
-    for key in ("POSTGRES_HOST", "POSTGRES_PORT", "MYSQL_HOST", "MYSQL_PORT", "KAFKA_BOOTSTRAP", "S3_ENDPOINT"):
+    for key in (
+        "POSTGRES_HOST",
+        "POSTGRES_PORT",
+        "MYSQL_HOST",
+        "MYSQL_PORT",
+        "KAFKA_BOOTSTRAP",
+        "S3_ENDPOINT",
+    ):
         values[f"{key}_FROM_POD"] = values[key]
     lines = ["# Written by `make sandbox`; `source` it. Holds the sandbox's passwords: keep it private."]
     lines += [f"export {key}={shlex.quote(value)}" for key, value in values.items()]

@@ -64,7 +64,9 @@ def node(real_node: real.Node, product_images: dict[str, str]) -> real.Node:
     return real_node
 
 
-def get(node: real.Node, kind: str, name: str = "", namespace: str = PIPELINES_NAMESPACE, selector: str = "") -> Any:
+def get(
+    node: real.Node, kind: str, name: str = "", namespace: str = PIPELINES_NAMESPACE, selector: str = ""
+) -> Any:
     args = ["get", kind, *([name] if name else []), "-n", namespace, "-o", "json"]
     if selector:
         args += ["-l", selector]
@@ -80,7 +82,10 @@ def operator(node: real.Node, product_images: dict[str, str]) -> Iterator[real.N
     """The chart installed with `helm install`: two operator replicas (kopf peering elects the
     active one) in a restricted namespace, watching the cluster, driver RBAC in PIPELINES_NAMESPACE."""
     for namespace in (OPERATOR_NAMESPACE, PIPELINES_NAMESPACE):
-        apply(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": RESTRICTED}})
+        apply(
+            node,
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": RESTRICTED}},
+        )
     helm = built_helm()
     repository, tag = product_images["operator"].split(":")
     job_repository, job_tag = product_images["job"].split(":")
@@ -103,4 +108,12 @@ def operator(node: real.Node, product_images: dict[str, str]) -> Iterator[real.N
         ),
     )
     yield node
-    helm.run("uninstall", RELEASE, "--kubeconfig", str(node.kubeconfig), "--namespace", OPERATOR_NAMESPACE, check=False)
+    helm.run(
+        "uninstall",
+        RELEASE,
+        "--kubeconfig",
+        str(node.kubeconfig),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        check=False,
+    )

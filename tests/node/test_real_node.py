@@ -77,7 +77,9 @@ def wait_for_phase(node: real.Node, name: str, *phases: str, timeout: float = 60
 
 
 def delete_pipeline(node: real.Node, name: str) -> None:
-    node.kubectl_run("delete", "etlpipeline", name, "-n", PIPELINES_NAMESPACE, "--ignore-not-found", "--wait=true")
+    node.kubectl_run(
+        "delete", "etlpipeline", name, "-n", PIPELINES_NAMESPACE, "--ignore-not-found", "--wait=true"
+    )
 
 
 def s3_block(server: S3Server) -> dict[str, Any]:
@@ -102,6 +104,12 @@ def events_csv(rows: int) -> tuple[bytes, dict[int, tuple[int, int]]]:
         count, total = expected.get(user, (0, 0))
         expected[user] = (count + 1, total + amount)
     return out.getvalue().encode(), expected
+
+
+def slow_rows(milliseconds: int) -> str:
+    """SQL that passes each row on after a pause: time to act on a run while it runs."""
+    pause = f"reflect('java.lang.Thread', 'sleep', CAST({milliseconds} AS BIGINT))"
+    return f"SELECT i.*, {pause} AS slept FROM input i"
 
 
 @pytest.fixture
@@ -140,11 +148,20 @@ def test_batch_with_two_executors_upserts_exact_rows_from_s3_into_postgres(
                     {"column": "amount", "function": "sum", "as": "total"},
                 ],
             },
-            {"transformType": "SQL", "query": "SELECT CAST(user_id AS INT) AS user_id, events, CAST(total AS BIGINT) AS total FROM input"},
+            {
+                "transformType": "SQL",
+                "query": "SELECT CAST(user_id AS INT) AS user_id, events, CAST(total AS BIGINT) AS total "
+                "FROM input",
+            },
         ],
         "load": {
             "sinkType": "PostgreSQL",
-            "connection": {"host": node_postgres.host, "port": node_postgres.port, "database": "etl", "user": node_postgres.user},
+            "connection": {
+                "host": node_postgres.host,
+                "port": node_postgres.port,
+                "database": "etl",
+                "user": node_postgres.user,
+            },
             "credentialsRef": {"name": SECRET, "key": "postgres-password"},
             "table": table,
             "writeMode": "upsert",
@@ -219,7 +236,12 @@ def test_local_mode_pipeline_loads_exact_rows_from_kafka_into_mysql(
         "transforms": [{"transformType": "Select", "columns": ["event_id", "user_id", "country", "amount"]}],
         "load": {
             "sinkType": "MySQL",
-            "connection": {"host": node_mysql.host, "port": node_mysql.port, "database": "etl", "user": node_mysql.user},
+            "connection": {
+                "host": node_mysql.host,
+                "port": node_mysql.port,
+                "database": "etl",
+                "user": node_mysql.user,
+            },
             "credentialsRef": {"name": SECRET, "key": "mysql-password"},
             "table": table,
             "writeMode": "append",
@@ -238,15 +260,18 @@ def test_local_mode_pipeline_loads_exact_rows_from_kafka_into_mysql(
     delete_pipeline(operator, name)
 
 
-def test_an_image_that_cannot_be_pulled_is_classified_and_backed_off(
-    operator: real.Node, name: str
-) -> None:
+def test_an_image_that_cannot_be_pulled_is_classified_and_backed_off(operator: real.Node, name: str) -> None:
     spec = {
         "mode": "batch",
         "extract": {"sourceType": "S3", "path": "/opt/etl/examples/data/events.csv", "format": "csv"},
         "load": {"sinkType": "S3", "path": "/tmp/out", "format": "parquet", "writeMode": "overwrite"},
         "spark": {"image": "sparkops-etl/job:not-built", "driver": {"cores": 1, "memory": "512m"}},
-        "restartPolicy": {"type": "OnFailure", "maxRetries": 5, "initialDelaySeconds": 5, "maxDelaySeconds": 60},
+        "restartPolicy": {
+            "type": "OnFailure",
+            "maxRetries": 5,
+            "initialDelaySeconds": 5,
+            "maxDelaySeconds": 60,
+        },
     }
     apply(operator, pipeline(name, spec))
     status = wait_for(
@@ -274,16 +299,40 @@ def test_deleting_a_pipeline_removes_driver_executors_services_and_config_maps(
     node_s3.client().put_object(Bucket=bucket, Key="events/part-0.csv", Body=body)
     spec = {
         "mode": "batch",
-        "extract": {"sourceType": "S3", "path": f"s3a://{bucket}/events/", "format": "csv", "options": {"header": "true"}, "s3": s3_block(node_s3)},
+        "extract": {
+            "sourceType": "S3",
+            "path": f"s3a://{bucket}/events/",
+            "format": "csv",
+            "options": {"header": "true"},
+            "s3": s3_block(node_s3),
+        },
         # A query that keeps the executors busy long enough to delete the pipeline mid-run.
-        "transforms": [{"transformType": "SQL", "query": "SELECT i.*, reflect('java.lang.Thread', 'sleep', CAST(200 AS BIGINT)) AS slept FROM input i"}],
-        "load": {"sinkType": "S3", "path": f"s3a://{bucket}/out/", "format": "parquet", "writeMode": "overwrite", "s3": s3_block(node_s3)},
-        "spark": {"executors": 2, "driver": {"cores": 1, "memory": "1g"}, "executor": {"cores": 1, "memory": "512m"}, "conf": SMALL_EXECUTORS},
+        "transforms": [
+            {
+                "transformType": "SQL",
+                "query": slow_rows(200),
+            }
+        ],
+        "load": {
+            "sinkType": "S3",
+            "path": f"s3a://{bucket}/out/",
+            "format": "parquet",
+            "writeMode": "overwrite",
+            "s3": s3_block(node_s3),
+        },
+        "spark": {
+            "executors": 2,
+            "driver": {"cores": 1, "memory": "1g"},
+            "executor": {"cores": 1, "memory": "512m"},
+            "conf": SMALL_EXECUTORS,
+        },
     }
     apply(operator, pipeline(name, spec))
     wait_for(
         "executor pods",
-        lambda: len(get(operator, "pods", selector=f"{LABEL_PIPELINE}={name},spark-role=executor")["items"]) >= 1,
+        lambda: (
+            len(get(operator, "pods", selector=f"{LABEL_PIPELINE}={name},spark-role=executor")["items"]) >= 1
+        ),
         timeout=600,
     )
     delete_pipeline(operator, name)
@@ -309,8 +358,111 @@ def test_no_secret_value_in_pod_specs_config_maps_events_status_or_logs(
         texts.append(operator.kubectl_run("get", kind, "-n", PIPELINES_NAMESPACE, "-o", "json").stdout)
     for namespace in (PIPELINES_NAMESPACE, OPERATOR_NAMESPACE):
         for pod in get(operator, "pods", namespace=namespace)["items"]:
-            done = operator.kubectl_run("logs", "-n", namespace, pod["metadata"]["name"], "--all-containers", check=False)
+            done = operator.kubectl_run(
+                "logs", "-n", namespace, pod["metadata"]["name"], "--all-containers", check=False
+            )
             texts.append(done.stdout)
     everything = "\n".join(texts)
     for key, value in credentials.items():
         assert value not in everything, f"the value of {key} leaked"
+
+
+def test_a_driver_killed_by_its_memory_limit_is_retried_then_the_circuit_opens_and_half_opens(
+    operator: real.Node, name: str
+) -> None:
+    spec = {
+        "mode": "batch",
+        "extract": {"sourceType": "S3", "path": "/opt/etl/examples/data/events.csv", "format": "csv"},
+        "load": {
+            "sinkType": "S3",
+            "path": "/var/lib/spark/local/out",
+            "format": "parquet",
+            "writeMode": "overwrite",
+        },
+        # The JVM touches a 700 MiB heap at start, in a container limited to 320 MiB.
+        "spark": {
+            "driver": {"cores": 1, "memory": "1g"},
+            "conf": {"spark.driver.extraJavaOptions": "-Xms700m -XX:+AlwaysPreTouch"},
+        },
+        "podTemplate": {
+            "spec": {
+                "containers": [
+                    {
+                        "name": "driver",
+                        "resources": {
+                            "requests": {"cpu": "250m", "memory": "320Mi"},
+                            "limits": {"memory": "320Mi"},
+                        },
+                    }
+                ]
+            }
+        },
+        "restartPolicy": {
+            "type": "OnFailure",
+            "maxRetries": 10,
+            "initialDelaySeconds": 2,
+            "maxDelaySeconds": 10,
+        },
+        "errorHandling": {"circuitBreaker": {"failureThreshold": 2, "resetTimeoutSeconds": 30}},
+    }
+    apply(operator, pipeline(name, spec))
+    status = wait_for(
+        "the circuit to open after two OOMKilled runs",
+        lambda: (s := status_of(operator, name)).get("circuit", {}).get("state") == "Open" and s,
+        timeout=420,
+        every=2,
+    )
+    assert status["lastRun"]["reason"] == "OOMKilled", json.dumps(status, indent=2)
+    assert status["phase"] == "CircuitOpen"
+    assert status["runCount"] == 2
+    # No launch while open; after the cool-down one half-open trial run starts.
+    time.sleep(15)
+    assert status_of(operator, name)["runCount"] == 2
+    trial = wait_for(
+        "a half-open trial run",
+        lambda: (s := status_of(operator, name)).get("runCount", 0) >= 3 and s,
+        timeout=180,
+        every=2,
+    )
+    assert trial["circuit"]["state"] in ("HalfOpen", "Open")
+    delete_pipeline(operator, name)
+
+
+def test_a_new_operator_pod_adopts_a_running_driver_without_a_twin(operator: real.Node, name: str) -> None:
+    spec = {
+        "mode": "batch",
+        "extract": {
+            "sourceType": "S3",
+            "path": "/opt/etl/examples/data/events.csv",
+            "format": "csv",
+            "options": {"header": "true"},
+        },
+        # About 40 seconds of work: time to replace the operator while the driver runs.
+        "transforms": [
+            {
+                "transformType": "SQL",
+                "query": slow_rows(20),
+            }
+        ],
+        "load": {
+            "sinkType": "S3",
+            "path": "/var/lib/spark/local/out",
+            "format": "parquet",
+            "writeMode": "overwrite",
+        },
+        "spark": {"driver": {"cores": 1, "memory": "1g"}},
+    }
+    apply(operator, pipeline(name, spec))
+    wait_for_phase(operator, name, "Running", timeout=300)
+    for pod in get(operator, "pods", namespace=OPERATOR_NAMESPACE)["items"]:
+        operator.kubectl_run(
+            "delete", "pod", "-n", OPERATOR_NAMESPACE, pod["metadata"]["name"], "--wait=false"
+        )
+    status = wait_for_phase(operator, name, "Succeeded", "Failed", "Backoff", timeout=600)
+    assert status["phase"] == "Succeeded", json.dumps(status, indent=2)
+    assert status["runCount"] == 1
+    drivers = get(operator, "pods", selector=f"{LABEL_PIPELINE}={name},app.kubernetes.io/component=driver")[
+        "items"
+    ]
+    assert [pod["metadata"]["name"] for pod in drivers] == [f"{name}-run-1-driver"]
+    delete_pipeline(operator, name)

@@ -219,8 +219,12 @@ def kubeconfig(server: str, ca_cert: Path, client_cert: Path, client_key: Path, 
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": NODE_NAME, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}],
-        "users": [{"name": user, "user": {"client-certificate": str(client_cert), "client-key": str(client_key)}}],
+        "clusters": [
+            {"name": NODE_NAME, "cluster": {"server": server, "certificate-authority": str(ca_cert)}}
+        ],
+        "users": [
+            {"name": user, "user": {"client-certificate": str(client_cert), "client-key": str(client_key)}}
+        ],
         "contexts": [{"name": NODE_NAME, "context": {"cluster": NODE_NAME, "user": user}}],
         "current-context": NODE_NAME,
     }
@@ -255,15 +259,27 @@ def coredns_manifests(image: str) -> str:
             "kind": "ClusterRole",
             "metadata": {"name": "system:coredns"},
             "rules": [
-                {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
             ],
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRoleBinding",
             "metadata": {"name": "system:coredns"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:coredns",
+            },
             "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}],
         },
         {
@@ -295,15 +311,23 @@ def coredns_manifests(image: str) -> str:
                                     {"name": "dns", "containerPort": 53, "protocol": "UDP"},
                                     {"name": "dns-tcp", "containerPort": 53, "protocol": "TCP"},
                                 ],
-                                "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"memory": "128Mi"}},
-                                "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}, "periodSeconds": 2},
+                                "resources": {
+                                    "requests": {"cpu": "50m", "memory": "32Mi"},
+                                    "limits": {"memory": "128Mi"},
+                                },
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/ready", "port": 8181},
+                                    "periodSeconds": 2,
+                                },
                                 "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
                                 "securityContext": {
                                     "allowPrivilegeEscalation": False,
                                     "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
                                     "readOnlyRootFilesystem": True,
                                 },
-                                "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns", "readOnly": True}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": "/etc/coredns", "readOnly": True}
+                                ],
                             }
                         ],
                         "volumes": [{"name": "config", "configMap": {"name": "coredns"}}],

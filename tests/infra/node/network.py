@@ -39,9 +39,9 @@ def overlapping_routes(routes: Iterable[str]) -> list[str]:
             network = ipaddress.ip_network(destination, strict=False)
         except ValueError:
             continue
-        if network.version == 4 and any(network.overlaps(mine) for mine in ours):
-            if str(network) != POD_CIDR:  # the node's own bridge route, from an earlier start
-                clashes.append(str(network))
+        # The node's own bridge route, from an earlier start, is no clash.
+        if network.version == 4 and str(network) != POD_CIDR and any(network.overlaps(m) for m in ours):
+            clashes.append(str(network))
     return clashes
 
 

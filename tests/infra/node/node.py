@@ -9,9 +9,11 @@ the node's state. Needs root, as a kubelet does."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -71,11 +73,14 @@ def kube_bin() -> Path:
 
 def node_bin() -> Path:
     pinned = versions()
-    return (
-        cache_dir()
-        / f"node-{pinned['KUBERNETES_VERSION']}-containerd-{pinned['CONTAINERD_VERSION']}-coredns-{pinned['COREDNS_VERSION']}"
-        / "bin"
+    build = "-".join(
+        (
+            f"node-{pinned['KUBERNETES_VERSION']}",
+            f"containerd-{pinned['CONTAINERD_VERSION']}",
+            f"coredns-{pinned['COREDNS_VERSION']}",
+        )
     )
+    return cache_dir() / build / "bin"
 
 
 def pause_image() -> str:
@@ -102,9 +107,16 @@ def up(layout: NodeLayout | None = None, log: bool = True) -> Node:
     _make_pki(layout)
     _write_configs(layout)
     _open_network(layout)
-    node = Node(layout, layout.admin_kubeconfig, kube_bin() / "kubectl", f"https://{network.NODE_IP}:{network.API_PORT}")
+    node = Node(
+        layout,
+        layout.admin_kubeconfig,
+        kube_bin() / "kubectl",
+        f"https://{network.NODE_IP}:{network.API_PORT}",
+    )
     daemons = node_daemons(layout)
-    admin_tls = _client_tls(layout.pki / "ca.crt", KeyPair(layout.pki / "admin.crt", layout.pki / "admin.key"))
+    admin_tls = _client_tls(
+        layout.pki / "ca.crt", KeyPair(layout.pki / "admin.crt", layout.pki / "admin.key")
+    )
 
     daemons["etcd"].start()
     daemons["etcd"].wait_until(
@@ -250,13 +262,18 @@ def node_daemons(layout: NodeLayout) -> dict[str, Daemon]:
 
 def _preflight() -> None:
     if os.geteuid() != 0:
-        raise HarnessError("the real node needs root (a kubelet manages cgroups, mounts and network namespaces)")
+        raise HarnessError(
+            "the real node needs root (a kubelet manages cgroups, mounts and network namespaces)"
+        )
     missing = [command for command in NEEDED_COMMANDS if shutil.which(command) is None]
     if missing or not Path(CNI_BIN_DIR, "bridge").exists():
         raise HarnessError(
-            f"the real node needs {', '.join(missing) or 'the CNI plugins'}: run `.ci/install-system-packages.sh --node`"
+            f"the real node needs {', '.join(missing) or 'the CNI plugins'}: "
+            "run `.ci/install-system-packages.sh --node`"
         )
-    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True)
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True
+    )
     destinations = [line.split()[0] for line in routes.stdout.splitlines() if line.strip()]
     destinations = [d for d in destinations if d not in ("local", "broadcast", "unreachable", "prohibit")]
     clashes = network.overlapping_routes(destinations)
@@ -285,7 +302,13 @@ def _make_pki(layout: NodeLayout) -> None:
         ),
         ip_addresses=("127.0.0.1", network.NODE_IP, network.API_SERVICE_IP),
     )
-    ca.issue("kubelet-serving", f"system:node:{NODE_NAME}", server=True, dns_names=(NODE_NAME,), ip_addresses=(network.NODE_IP,))
+    ca.issue(
+        "kubelet-serving",
+        f"system:node:{NODE_NAME}",
+        server=True,
+        dns_names=(NODE_NAME,),
+        ip_addresses=(network.NODE_IP,),
+    )
     ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters")
     ca.issue("admin", "sparkops-admin", organization="system:masters")
     ca.issue("kubelet", f"system:node:{NODE_NAME}", organization="system:nodes")
@@ -328,7 +351,10 @@ def _write_configs(layout: NodeLayout) -> None:
 def _open_network(layout: NodeLayout) -> None:
     """The bridge with the node's address, bridged traffic through iptables (Services between
     pods), and forwarding on, guarded by FORWARD_CHAIN."""
-    if subprocess.run(["ip", "link", "show", network.BRIDGE], capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(["ip", "link", "show", network.BRIDGE], capture_output=True, check=False).returncode
+        != 0
+    ):
         _run("ip", "link", "add", network.BRIDGE, "type", "bridge")
     addresses = subprocess.run(
         ["ip", "-4", "-o", "addr", "show", "dev", network.BRIDGE], capture_output=True, text=True, check=True
@@ -336,11 +362,21 @@ def _open_network(layout: NodeLayout) -> None:
     if f" {network.NODE_IP}/" not in addresses:
         _run("ip", "addr", "add", f"{network.NODE_IP}/24", "dev", network.BRIDGE)
     _run("ip", "link", "set", network.BRIDGE, "up")
-    if subprocess.run(["iptables", "-w", "-L", network.FORWARD_CHAIN, "-n"], capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(
+            ["iptables", "-w", "-L", network.FORWARD_CHAIN, "-n"], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         _run("iptables", "-w", "-N", network.FORWARD_CHAIN)
         for rule in network.forward_rules():
             _run("iptables", "-w", "-A", network.FORWARD_CHAIN, *rule)
-    if subprocess.run(["iptables", "-w", "-C", "FORWARD", "-j", network.FORWARD_CHAIN], capture_output=True, check=False).returncode != 0:
+    if (
+        subprocess.run(
+            ["iptables", "-w", "-C", "FORWARD", "-j", network.FORWARD_CHAIN], capture_output=True, check=False
+        ).returncode
+        != 0
+    ):
         _run("iptables", "-w", "-I", "FORWARD", "1", "-j", network.FORWARD_CHAIN)
     saved = layout.state / "ip_forward.before"
     forward = Path("/proc/sys/net/ipv4/ip_forward")
@@ -378,7 +414,15 @@ def load_image(image: str, layout: NodeLayout | None = None) -> None:
     save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
     try:
         done = subprocess.run(
-            [str(node_bin() / "ctr"), f"--address={layout.containerd_socket}", "-n", "k8s.io", "images", "import", "-"],
+            [
+                str(node_bin() / "ctr"),
+                f"--address={layout.containerd_socket}",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "-",
+            ],
             stdin=save.stdout,
             capture_output=True,
             text=True,
@@ -423,7 +467,9 @@ def down(layout: NodeLayout | None = None, keep_state: bool = False) -> None:
         _remove_all_pods(layout)
     daemons["kube-proxy"].stop()
     if (node_bin() / "kube-proxy").exists():
-        subprocess.run([str(node_bin() / "kube-proxy"), "--cleanup"], capture_output=True, check=False, timeout=60)
+        subprocess.run(
+            [str(node_bin() / "kube-proxy"), "--cleanup"], capture_output=True, check=False, timeout=60
+        )
     for name in ("containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
         daemons[name].stop()
     _kill_leftover_shims(layout)
@@ -456,14 +502,14 @@ def _kill_leftover_shims(layout: NodeLayout) -> None:
         except OSError:
             continue
         if "containerd-shim" in cmdline and socket in cmdline:
-            try:
-                os.killpg(int(proc.name), 9)
-            except (ProcessLookupError, PermissionError):
-                pass
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(proc.name), signal.SIGKILL)
 
 
 def _close_network(layout: NodeLayout) -> None:
-    subprocess.run(["iptables", "-w", "-D", "FORWARD", "-j", network.FORWARD_CHAIN], capture_output=True, check=False)
+    subprocess.run(
+        ["iptables", "-w", "-D", "FORWARD", "-j", network.FORWARD_CHAIN], capture_output=True, check=False
+    )
     subprocess.run(["iptables", "-w", "-F", network.FORWARD_CHAIN], capture_output=True, check=False)
     subprocess.run(["iptables", "-w", "-X", network.FORWARD_CHAIN], capture_output=True, check=False)
     saved = layout.state / "ip_forward.before"
@@ -477,7 +523,9 @@ def _close_network(layout: NodeLayout) -> None:
 
 def _unmount_under(directory: Path) -> None:
     mounts = Path("/proc/self/mounts").read_text().splitlines()
-    points = sorted((line.split()[1] for line in mounts if line.split()[1].startswith(str(directory))), reverse=True)
+    points = sorted(
+        (line.split()[1] for line in mounts if line.split()[1].startswith(str(directory))), reverse=True
+    )
     for point in points:
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
