@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -65,8 +65,15 @@ system-packages:
 test-system-packages:
 	.ci/install-system-packages.sh --tests
 
-## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version)
-components: kube minio helm kafka spark-jars functions
+image-system-packages:
+	.ci/install-system-packages.sh --images
+
+## images: build sparkops-etl/job and sparkops-etl/operator (Docker; a local debootstrap base; cached by content)
+images: image-system-packages
+	job_image/build-images.sh
+
+## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version), and the images
+components: kube minio helm kafka spark-jars functions images
 
 kube:
 	tests/infra/build/build-kube.sh

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs and the machine may lack: a Java runtime for
 # Spark and Kafka, Maven to resolve jars, Go to build the control plane, and the PostgreSQL and
-# MariaDB servers the tests start. Does nothing for what is already there.
+# MariaDB servers the tests start, and (--images, implied by --tests) the Docker daemon and debootstrap
+# that job_image/build-images.sh builds the images with. Does nothing for what is already there.
+# Usage: install-system-packages.sh [--tests | --images]
 set -euo pipefail
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need+=(maven)
+[[ ${1:-} == --tests || ${1:-} == --images ]] && {
+  # Debian's daemon (docker.io); the client may already be installed without one.
+  command -v dockerd >/dev/null || need+=(docker.io)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+}
 [[ ${1:-} == --tests ]] && {
   command -v go >/dev/null || need+=(golang-go)
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
@@ -19,7 +26,8 @@ fi
 echo "installing system packages: ${need[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Installing a server package must not start its service: the tests start their own instances.
+# Installing a server package must not start its service: the tests start their own instances
+# (and job_image/dockerd.sh its own daemon, without Docker's bridge and iptables rules).
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -42,12 +42,12 @@ IMAGE_SCHEMAS_DIR = "/opt/etl/examples/schemas"
 #: so it cannot be mistaken for a host path under /tmp when pods run outside a node (tests).
 SPARK_LOCAL_DIR = "/var/lib/spark/local"
 #: spark-submit only runs Python applications given as a `.py` file, and the `etl` console script is
-#: not one. Dockerfile.job pip-installs the package (not editable) into the image's Python 3.11, so
-#: the CLI module the `etl` command runs is this file (Dockerfile.job's SPARK_HOME names the same
-#: site-packages); cli.py ends in `raise SystemExit(main())` under `__main__`. PYTHONSAFEPATH=1 in
-#: the driver keeps the file's own folder (etl_job/) off sys.path, so its modules (spec, logs, ...)
-#: cannot shadow top-level imports.
-JOB_ENTRY_POINT = "/usr/local/lib/python3.11/site-packages/etl_job/cli.py"
+#: not one. Dockerfile.job pip-installs the package (not editable) into the image's venv
+#: (/opt/etl/venv, Python 3.11), so the CLI module the `etl` command runs is this file
+#: (Dockerfile.job's SPARK_HOME names the same site-packages); cli.py ends in
+#: `raise SystemExit(main())` under `__main__`. PYTHONSAFEPATH=1 in the driver keeps the file's own
+#: folder (etl_job/) off sys.path, so its modules (spec, logs, ...) cannot shadow top-level imports.
+JOB_ENTRY_POINT = "/opt/etl/venv/lib/python3.11/site-packages/etl_job/cli.py"
 K8S_MASTER = "k8s://https://kubernetes.default.svc"
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079

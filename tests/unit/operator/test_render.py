@@ -276,7 +276,7 @@ def test_distributed_driver_runs_spark_submit_in_client_mode() -> None:
         "spark.sql.shuffle.partitions=64",
     ]:
         assert expected in confs
-    entry = args.index("/usr/local/lib/python3.11/site-packages/etl_job/cli.py")
+    entry = args.index("/opt/etl/venv/lib/python3.11/site-packages/etl_job/cli.py")
     assert args[entry + 1 :] == [
         "run",
         "/etc/etl/pipeline/pipeline.json",
