@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages node node-system-packages sandbox sandbox-down clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -72,11 +72,24 @@ image-system-packages:
 images: image-system-packages
 	job_image/build-images.sh
 
+node-system-packages:
+	.ci/install-system-packages.sh --node
+
+## sandbox: a real single-node cluster with the images, the operator's chart, PostgreSQL, MySQL, Kafka and S3; writes .sandbox/env
+sandbox: test-system-packages $(VENV)/.installed kube node helm kafka minio
+	$(BIN)/python -m tests.infra.sandbox up
+
+## sandbox-down: stop everything `make sandbox` started and remove what it made
+sandbox-down: $(VENV)/.installed
+	$(BIN)/python -m tests.infra.sandbox down
+
 ## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version), and the images
-components: kube minio helm kafka spark-jars functions images
+components: kube node minio helm kafka spark-jars functions images
 
 kube:
 	tests/infra/build/build-kube.sh
+node:
+	tests/infra/build/build-node.sh
 minio:
 	tests/infra/build/build-minio.sh
 helm:
