@@ -17,13 +17,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tomllib
 from typing import Any
 
 import yaml
 
 from tests.infra import kafka, mariadb, postgres, process, s3
-from tests.infra.helm import CHART, built_helm
+from tests.infra.helm import built_helm
+from tests.infra.node import chart
 from tests.infra.node import node as real
 from tests.infra.node.network import NODE_IP, POD_CIDR
 from tests.infra.versions import REPO_ROOT
@@ -32,33 +32,23 @@ SANDBOX_DIR = REPO_ROOT / ".sandbox"
 STATE = SANDBOX_DIR / "state.json"
 ENV_FILE = SANDBOX_DIR / "env"
 NAMESPACE = "sandbox"
-OPERATOR_NAMESPACE = "sparkops-system"
 SECRET = "sandbox-credentials"
 BUCKET = "sandbox"
-RESTRICTED = {
-    "pod-security.kubernetes.io/enforce": "restricted",
-    "pod-security.kubernetes.io/enforce-version": "latest",
-}
 
 
 def up() -> None:
     SANDBOX_DIR.mkdir(exist_ok=True)
     state = _load_state()
     node = real.up()
-    images = _build_images()
-    for image in images.values():
-        print(f"sandbox: loading {image} into the node")
-        real.load_image(image, node.layout)
+    images = chart.build_images()
     services = state.get("services", {})
     if not _services_running(services):
         _stop_services(services)
         services = _start_services()
         state["services"] = services
         _save_state(state)
-    for namespace in (OPERATOR_NAMESPACE, NAMESPACE):
-        metadata = {"name": namespace, "labels": RESTRICTED}
-        manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
-        node.kubectl_run("apply", "-f", "-", input_text=yaml.safe_dump(manifest))
+    print("sandbox: installing the operator's chart")
+    chart.install_operator(node, images, [NAMESPACE])
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -71,8 +61,8 @@ def up() -> None:
         },
     }
     node.kubectl_run("apply", "-f", "-", input_text=yaml.safe_dump(secret))
-    _install_chart(node, images)
     ENV_FILE.write_text(_env_text(node, services))
+    ENV_FILE.chmod(0o600)
     print(f"sandbox: ready; `source {ENV_FILE}`")
 
 
@@ -82,28 +72,6 @@ def down() -> None:
     real.down()
     shutil.rmtree(SANDBOX_DIR, ignore_errors=True)
     print("sandbox: stopped and removed")
-
-
-def _build_images() -> dict[str, str]:
-    subprocess.run(["bash", str(REPO_ROOT / "job_image" / "build-images.sh")], check=True)
-    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
-    return {"job": f"sparkops-etl/job:{version}", "operator": f"sparkops-etl/operator:{version}"}
-
-
-def _install_chart(node: real.Node, images: dict[str, str]) -> None:
-    helm = built_helm()
-    repository, tag = images["operator"].split(":")
-    job_repository, job_tag = images["job"].split(":")
-    print("sandbox: installing the operator's chart")
-    helm.run(
-        "upgrade", "--install", "etl", str(CHART),
-        "--kubeconfig", str(node.kubeconfig), "--namespace", OPERATOR_NAMESPACE,
-        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
-        "--set", "image.pullPolicy=Never",
-        "--set", f"jobImage.repository={job_repository}", "--set", f"jobImage.tag={job_tag}",
-        "--set", f"driverServiceAccount.namespaces={{{NAMESPACE}}}",
-        "--wait", "--timeout", "5m",
-    )  # fmt: skip
 
 
 def _start_services() -> dict[str, Any]:
