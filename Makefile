@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages node node-system-packages sandbox sandbox-down clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages node node-system-packages sandbox sandbox-down bench-cluster clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -74,6 +74,11 @@ images: image-system-packages
 
 node-system-packages:
 	.ci/install-system-packages.sh --node
+
+## bench-cluster: the quickstart through kubectl apply on the real node (local mode and 2 executors) against etl run on the host
+BENCH_CLUSTER_ROUNDS ?= 3
+bench-cluster: test-system-packages $(VENV)/.installed kube node helm minio functions
+	$(BIN)/python bench/cluster_vs_local.py --rounds $(BENCH_CLUSTER_ROUNDS)
 
 ## sandbox: a real single-node cluster with the images, the operator's chart, PostgreSQL, MySQL, Kafka and S3; writes .sandbox/env
 sandbox: test-system-packages $(VENV)/.installed kube node helm kafka minio
