@@ -111,7 +111,7 @@ def _run(args: argparse.Namespace) -> int:
 
     loaded = load_pipeline(args.config)
     spec = loaded.pipeline.spec
-    logs.configure(str(spec.logging.level), spec.logging.structured)
+    logs.configure(str(spec.logging.level), spec.logging.structured, execution_id=args.run_id)
     for warning in loaded.warnings:
         log.warning("conversion: %s", warning, extra={"pipeline": loaded.pipeline.name})
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
@@ -142,6 +142,8 @@ def _run(args: argparse.Namespace) -> int:
         "run succeeded",
         extra={
             "pipeline": loaded.pipeline.name,
+            "recordsLoaded": metrics.records_loaded,
+            "duration": metrics.duration_ms,
             "metrics": metrics.model_dump(mode="json", exclude_none=True),
         },
     )
@@ -212,6 +214,11 @@ def _convert(args: argparse.Namespace) -> int:
     result = legacy.convert(document)
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    commands = legacy.secret_commands(result.secrets)
+    if commands:
+        print("create the Secrets it names, in the pipeline's namespace:", file=sys.stderr)
+        for command in commands:
+            print(f"  {command}", file=sys.stderr)
     print(legacy.to_yaml(result.manifest), end="")
     return 0
 

@@ -12,7 +12,15 @@ from typing import Any
 
 from etl_job.connectors import catalog, deadletter
 from etl_job.connectors.registry import read_source, sink_for
-from etl_job.contract import DataError, ETLPipeline, RunMetrics, SinkRejected, Tolerance
+from etl_job.contract import (
+    DataError,
+    ETLPipeline,
+    ETLPipelineSpec,
+    JdbcSink,
+    RunMetrics,
+    SinkRejected,
+    Tolerance,
+)
 from etl_job.quality.guard import record_violation
 from etl_job.quality.schemas import SchemaRegistry
 from etl_job.quality.validate import validate_rows
@@ -92,9 +100,10 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     else:
         frame = loaded.attach(frame)
 
-    sink = sink_for(spec.load)
+    load_block = load_settings(spec)
+    sink = sink_for(load_block)
     attempts = run_with_retry(
-        lambda: _load(sink, frame, spec.load, context),
+        lambda: _load(sink, frame, load_block, context),
         spec.error_handling.retry,
         retry_on=(SinkRejected,),
         stage="load",
@@ -118,6 +127,15 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
         success_rate=success_rate(extracted.rows, failed_records),
         high_water_mark=context.report.high_water_mark,
     )
+
+
+def load_settings(spec: ETLPipelineSpec) -> Any:
+    """The load block with the run's settings it inherits: a database sink without its own
+    batchSize writes in batches of performance.batchSize."""
+    block = spec.load
+    if isinstance(block, JdbcSink) and block.batch_size is None:
+        return block.model_copy(update={"batch_size": spec.performance.batch_size})
+    return block
 
 
 def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:

@@ -3,9 +3,11 @@ replaces) into ETLPipeline manifests, with a warning for everything dropped or g
 
 The older format keeps transform parameters as JSON-encoded strings (`"groupBy": "[\"user_id\"]"`);
 decoded values are accepted too. Keys and enumerated values are matched regardless of case and of
-`_`/`-` separators. `credentialId` names a Kubernetes Secret whose `password` key holds the database
-password. Relative file paths are copied as they are; like any manifest's, they are taken from the
-folder of the file that holds the pipeline, so the converted YAML belongs beside the JSON file.
+`_`/`-` separators. `credentialId` names an entry of the older framework's credential vault; it
+becomes a Kubernetes Secret reference by `secret_ref` (`postgres.password` -> Secret `postgres`, key
+`password`), and `secret_commands` says how to create that Secret. Relative file paths are copied as
+they are; like any manifest's, they are taken from the folder of the file that holds the pipeline,
+so the converted YAML belongs beside the JSON file.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from etl_job.contract.pipeline import ETLPipeline
 from etl_job.contract.settings import LogLevel, Mode
 from etl_job.contract.transforms import AggregateFunction, JoinType, WindowFunctionName
 
-#: The key inside a `credentialId` Secret that holds the password, by the older format's convention.
+#: The key inside a `credentialId` Secret that holds the password when the id names no key.
 PASSWORD_KEY = "password"
 
 _ANNOTATION_PREFIX = f"{API_GROUP}/legacy-"
@@ -42,6 +44,33 @@ class ConversionResult:
     manifest: dict[str, Any]
     #: One line per legacy field that was dropped or whose conversion was guessed, naming its path.
     warnings: list[str] = field(default_factory=list)
+    #: (Secret name, key) of each credential the manifest references, in order of first use.
+    secrets: list[tuple[str, str]] = field(default_factory=list)
+
+
+def secret_ref(credential_id: str) -> tuple[str, str]:
+    """The Secret (name, key) standing for a vault entry: the id up to its last dot names the
+    Secret, the rest the key (`postgres.password` -> `postgres`, `password`; `db.prod.pw` ->
+    `db.prod`, `pw`); an id without a dot names a Secret whose `password` key holds the value.
+    A name that is not a Kubernetes name is lower-cased, other characters becoming `-`."""
+    name, dot, key = credential_id.strip().rpartition(".")
+    if not dot or not name or not key:
+        name, key = credential_id.strip(), PASSWORD_KEY
+    secret = re.sub(r"[^a-z0-9.-]+", "-", name.casefold()).strip("-.")[:253]
+    return secret, key
+
+
+def secret_commands(secrets: Sequence[tuple[str, str]]) -> list[str]:
+    """The kubectl commands that create the Secrets a converted manifest references, one per
+    Secret, with a placeholder where each value goes (run them in the pipeline's namespace)."""
+    keys: dict[str, list[str]] = {}
+    for name, key in secrets:
+        if key not in keys.setdefault(name, []):
+            keys[name].append(key)
+    return [
+        f"kubectl create secret generic {name} " + " ".join(f"--from-literal={key}=<{key}>" for key in names)
+        for name, names in keys.items()
+    ]
 
 
 def is_legacy(document: Mapping[str, Any]) -> bool:
@@ -63,18 +92,25 @@ def convert(document: Mapping[str, Any]) -> ConversionResult:
     name = metadata["name"]
     spec: dict[str, Any] = {}
     _put(spec, "mode", top.choice("mode", options=_enum_values(Mode)))
+    if spec.get("mode") == Mode.streaming:
+        # The older format has no checkpoint; a streaming pipeline cannot run without one.
+        spec["streaming"] = {"checkpointLocation": f"checkpoints/{name}"}
+        warnings.append(
+            f"mode streaming: checkpointLocation set to checkpoints/{name}; "
+            "give spec.streaming.checkpointLocation a durable path (s3a://...) before deploying"
+        )
     spec["extract"] = _source(top.require_block("extract"), name)
     transforms = top.items("transforms")
     if transforms:
         spec["transforms"] = [_transform(_Block(item, path, warnings), name) for path, item in transforms]
     spec["load"] = _sink(top.require_block("load"), name)
     _put(spec, "errorHandling", _error_handling(top.block("errorHandlingConfig")))
-    _put(spec, "performance", _performance(top.block("performanceConfig")))
-    _put(spec, "logging", _logging(top.block("loggingConfig")))
+    _put(spec, "performance", _performance(top.block("performance", "performanceConfig")))
+    _put(spec, "logging", _logging(top.block("logging", "loggingConfig")))
     top.finish()
     manifest = {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": KIND, "metadata": metadata, "spec": spec}
     _check(manifest)
-    return ConversionResult(manifest, warnings)
+    return ConversionResult(manifest, warnings, _secrets_of(spec))
 
 
 _TOP_ORDER = ("apiVersion", "kind", "metadata", "spec")
@@ -85,6 +121,7 @@ _SPEC_ORDER = (
     "extract",
     "transforms",
     "load",
+    "streaming",
     "errorHandling",
     "performance",
     "logging",
@@ -184,12 +221,17 @@ class _Block:
         found = self.take(*names)
         return None if found is None else (found[0], _decoded(*found))
 
-    def names(self, *names: str) -> list[str] | None:
-        """A list of column names, JSON-encoded or not."""
-        found = self.decoded(*names)
+    def names(self, *names: str, plain: bool = False) -> list[str] | None:
+        """A list of column names, JSON-encoded or not; with `plain`, text not starting with `[`
+        is a list separated by commas (`"user_id"`, `"a, b"`), as connectionParams are written."""
+        found = self.take(*names)
         if found is None:
             return None
         path, value = found
+        if plain and isinstance(value, str) and not value.lstrip().startswith("["):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        else:
+            value = _decoded(path, value)
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigurationError(f"expected a list of column names, got {json.dumps(value)}", field=path)
         return list(value)
@@ -335,14 +377,14 @@ def _source(block: _Block, pipeline: str) -> dict[str, Any]:
     source: dict[str, Any] = {"sourceType": source_type}
     if source_type == "S3":
         source["path"] = _either(block, params, "path").require_text("path")
-        _put(source, "format", block.choice("format", options=_enum_values(FileFormat)))
+        _put(source, "format", _either(block, params, "format").choice("format", options=_FILE_FORMATS))
         _no_credentials(block, "S3 sources use the job's S3 configuration")
         _put(source, "options", _options(params))
     elif source_type == "Kafka":
         source.update(_kafka_address(block, params))
         _put(source, "startingOffsets", _either(block, params, "startingOffsets").text("startingOffsets"))
         _put(source, "endingOffsets", _either(block, params, "endingOffsets").text("endingOffsets"))
-        _put(source, "valueFormat", block.choice("format", "valueFormat", options=_enum_values(ValueFormat)))
+        _put(source, "valueFormat", _value_format(block, params))
         _no_credentials(block, "the contract has no Kafka credentials")
         _put(source, "options", _options(params))
     else:
@@ -361,6 +403,13 @@ def _source(block: _Block, pipeline: str) -> dict[str, Any]:
 
 
 _WRITE_MODES = _enum_values(WriteMode)
+_FILE_FORMATS = _enum_values(FileFormat)
+_VALUE_FORMATS = _enum_values(ValueFormat)
+
+
+def _value_format(block: _Block, params: _Block) -> str | None:
+    names = ("format", "valueFormat")
+    return (block if block.has(*names) else params).choice(*names, options=_VALUE_FORMATS)
 
 
 def _sink(block: _Block, pipeline: str) -> dict[str, Any]:
@@ -371,7 +420,7 @@ def _sink(block: _Block, pipeline: str) -> dict[str, Any]:
     write_mode = block.choice("writeMode", "mode", options=_WRITE_MODES)
     if sink_type == "S3":
         sink["path"] = _either(block, params, "path").require_text("path")
-        _put(sink, "format", block.choice("format", options=_enum_values(FileFormat)))
+        _put(sink, "format", _either(block, params, "format").choice("format", options=_FILE_FORMATS))
         if write_mode == WriteMode.upsert:
             raise ConfigurationError(
                 "Upsert needs a database sink; files take Append or Overwrite", field=mode_path
@@ -384,7 +433,7 @@ def _sink(block: _Block, pipeline: str) -> dict[str, Any]:
     elif sink_type == "Kafka":
         sink.update(_kafka_address(block, params))
         _put(sink, "keyColumn", _either(block, params, "keyColumn").text("keyColumn"))
-        _put(sink, "valueFormat", block.choice("format", "valueFormat", options=_enum_values(ValueFormat)))
+        _put(sink, "valueFormat", _value_format(block, params))
         if write_mode not in (None, WriteMode.append):
             block.warnings.append(f"{mode_path}: a Kafka topic is append-only; writeMode is append")
         _no_credentials(block, "the contract has no Kafka credentials")
@@ -393,7 +442,8 @@ def _sink(block: _Block, pipeline: str) -> dict[str, Any]:
         sink.update(_jdbc_address(block, params, sink_type, pipeline))
         sink["table"] = _either(block, params, "table").require_text("table")
         _put(sink, "writeMode", write_mode)
-        _put(sink, "primaryKey", block.names("primaryKey"))
+        key_owner = _either(block, params, "primaryKey")
+        _put(sink, "primaryKey", key_owner.names("primaryKey", plain=key_owner is params))
         _put(sink, "batchSize", _either(block, params, "batchSize").integer("batchSize"))
         _put(sink["connection"], "options", _options(params))
     _put(sink, "schemaName", block.text("schemaName"))
@@ -423,14 +473,24 @@ def _jdbc_address(block: _Block, params: _Block, db: str, pipeline: str) -> dict
             if not value:
                 raise ConfigurationError("is required", field=params.at(key))
             connection[key] = value
-    secret = block.text("credentialId")
-    if secret is None:
-        secret = f"{pipeline}-credentials"
+    credential_path = block.at("credentialId")
+    credential_id = block.text("credentialId")
+    if credential_id is None:
+        secret, key = f"{pipeline}-credentials", PASSWORD_KEY
         block.warnings.append(
-            f"{block.at('credentialId')}: missing; guessed Secret {secret!r}: create it with"
-            f" kubectl create secret generic {secret} --from-literal={PASSWORD_KEY}=..."
+            f"{credential_path}: missing; guessed Secret {secret!r}: create it with"
+            f" kubectl create secret generic {secret} --from-literal={key}=<{key}>"
         )
-    return {"connection": connection, "credentialsRef": {"name": secret, "key": PASSWORD_KEY}}
+    else:
+        secret, key = secret_ref(credential_id)
+        expected = credential_id.strip().rpartition(".")[0] or credential_id.strip()
+        if not secret:
+            raise ConfigurationError(f"{credential_id!r} names no Secret", field=credential_path)
+        if secret != expected:
+            block.warnings.append(
+                f"{credential_path}: {expected!r} is not a Kubernetes name; Secret {secret!r}"
+            )
+    return {"connection": connection, "credentialsRef": {"name": secret, "key": key}}
 
 
 def _kafka_address(block: _Block, params: _Block) -> dict[str, str]:
@@ -601,6 +661,9 @@ def _error_handling(block: _Block | None) -> dict[str, Any]:
             " so a bad record fails the run"
         )
         continue_on_error = False
+    if continue_on_error is None and "deadLetter" in handling:
+        # The older framework sends the records it cannot process to a configured queue.
+        continue_on_error = True
     if continue_on_error is not None:
         handling = {"tolerance": "all" if continue_on_error else "none", **handling}
     block.finish()
@@ -616,11 +679,20 @@ def _retry(block: _Block | None) -> dict[str, Any]:
     retry: dict[str, Any] = {}
     _put(retry, "strategy", block.choice("strategy", options=_RETRY_STRATEGIES))
     _put(retry, "maxAttempts", block.integer("maxAttempts"))
-    for legacy, new in (("initialDelayMs", "initialDelaySeconds"), ("maxDelayMs", "maxDelaySeconds")):
-        milliseconds = block.number(legacy)
-        if milliseconds is not None:
-            retry[new] = _seconds(milliseconds)
+    for seconds_key, milliseconds_key in (
+        ("initialDelaySeconds", "initialDelayMs"),
+        ("maxDelaySeconds", "maxDelayMs"),
+    ):
+        seconds = block.number(seconds_key)
+        milliseconds = block.number(milliseconds_key)
+        if seconds is not None:
+            retry[seconds_key] = _whole(seconds)
+            if milliseconds is not None:
+                block.warnings.append(f"{block.at(milliseconds_key)}: repeats {seconds_key}; dropped")
+        elif milliseconds is not None:
+            retry[seconds_key] = _whole(milliseconds / 1000)
     _put(retry, "backoffMultiplier", block.number("backoffMultiplier"))
+    _put(retry, "jitter", block.flag("jitter"))
     block.finish()
     return retry
 
@@ -631,13 +703,16 @@ def _circuit_breaker(block: _Block | None) -> dict[str, Any]:
     breaker: dict[str, Any] = {}
     _put(breaker, "enabled", block.flag("enabled"))
     _put(breaker, "failureThreshold", block.integer("failureThreshold"))
-    reset_path = block.at("resetTimeoutMs")
-    milliseconds = block.number("resetTimeoutMs")
-    if milliseconds is not None:
+    found = block.take("resetTimeoutSeconds", "resetTimeoutMs")
+    if found is not None:
+        reset_path, value = found
+        in_milliseconds = _norm(reset_path).endswith("ms")
+        given = _number(reset_path, value)
         # resetTimeoutSeconds is a whole number of at least one second.
-        seconds = max(1, math.ceil(milliseconds / 1000))
-        if seconds * 1000 != milliseconds:
-            block.warnings.append(f"{reset_path}: {milliseconds:g} ms rounded up to {seconds} s")
+        seconds = max(1, math.ceil(given / 1000 if in_milliseconds else given))
+        if seconds != (given / 1000 if in_milliseconds else given):
+            unit = "ms" if in_milliseconds else "s"
+            block.warnings.append(f"{reset_path}: {given:g} {unit} rounded up to {seconds} s")
         breaker["resetTimeoutSeconds"] = seconds
     _put(breaker, "halfOpenMaxAttempts", block.integer("halfOpenMaxAttempts"))
     block.finish()
@@ -654,24 +729,27 @@ def _dead_letter(block: _Block | None) -> dict[str, Any]:
                 f"{path}: dropped; the dead-letter queue is disabled ({enabled_path}: false)"
             )
         return {}
-    kind = block.choice("type", options={"kafka": "kafka", "s3": "s3"})
+    kind = block.choice("dlqType", "type", options={"kafka": "kafka", "s3": "s3"})
     if kind is None:
-        raise ConfigurationError("is required: KAFKA or S3", field=block.at("type"))
+        raise ConfigurationError("is required: kafka or s3", field=block.at("dlqType"))
     dead_letter: dict[str, Any] = {"type": kind}
     if kind == "kafka":
         dead_letter["bootstrapServers"] = block.require_text("bootstrapServers", "kafka.bootstrap.servers")
         dead_letter["topic"] = block.require_text("topic")
     else:
-        dead_letter["path"] = block.require_text("path")
-        _put(dead_letter, "format", block.choice("format", options={"parquet": "parquet", "json": "json"}))
+        dead_letter["path"] = block.require_text("bucketPath", "path")
+        _put(
+            dead_letter, "partitionBy", block.choice("partitionBy", options={"date": "date", "none": "none"})
+        )
         _put(dead_letter, "bufferSize", block.integer("bufferSize"))
+        _put(dead_letter, "format", block.choice("format", options={"parquet": "parquet", "json": "json"}))
     block.finish()
     return dead_letter
 
 
-def _seconds(milliseconds: float) -> float:
-    seconds = milliseconds / 1000
-    return int(seconds) if seconds.is_integer() else seconds
+def _whole(seconds: float) -> float:
+    """2.0 as 2: the manifest reads as its author would write it."""
+    return int(seconds) if float(seconds).is_integer() else seconds
 
 
 def _performance(block: _Block | None) -> dict[str, Any]:
@@ -702,12 +780,23 @@ def _logging(block: _Block | None) -> dict[str, Any]:
         if _norm(str(found[1])) in {"trace", "fatal", "all"}:
             block.warnings.append(f"{level_path}: {found[1]} has no counterpart; using {level}")
         settings["level"] = level
-    _put(settings, "structured", block.flag("structured"))
+    _put(settings, "structured", block.flag("structuredLogging", "structured"))
     block.finish()
     return settings
 
 
 # --- output ---------------------------------------------------------------------------------
+
+
+def _secrets_of(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(name, key) of each credentialsRef in the extract, a Join's right side and the load."""
+    blocks = [spec.get("extract"), *(t.get("right") for t in spec.get("transforms", [])), spec.get("load")]
+    found: list[tuple[str, str]] = []
+    for block in blocks:
+        ref = block.get("credentialsRef") if isinstance(block, Mapping) else None
+        if ref and (ref["name"], ref["key"]) not in found:
+            found.append((ref["name"], ref["key"]))
+    return found
 
 
 def _check(manifest: dict[str, Any]) -> None:

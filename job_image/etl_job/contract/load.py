@@ -72,7 +72,11 @@ class JdbcSink(SpecModel):
     table: Name = Field(description="Target table; created from the output's schema when missing.")
     write_mode: WriteMode = Field(default=WriteMode.append)
     primary_key: list[ColumnName] = Field(default_factory=list, description="Key columns; needed for upsert.")
-    batch_size: int = Field(default=10000, ge=1, description="Rows per JDBC batch.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rows per JDBC batch of an append or overwrite; performance.batchSize when absent.",
+    )
     schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
 
     @model_validator(mode="after")

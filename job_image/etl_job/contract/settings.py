@@ -10,7 +10,9 @@ from etl_job.contract.base import Name, SparkMemory, SpecModel, cel, cel_rules
 
 
 class Performance(SpecModel):
-    batch_size: int = Field(default=10000, ge=1, description="Rows per write batch.")
+    batch_size: int = Field(
+        default=10000, ge=1, description="Rows per JDBC batch of a database sink without its own batchSize."
+    )
     parallelism: int | None = Field(default=None, ge=1, description="Partitions to repartition to.")
 
 

@@ -17,16 +17,17 @@ from etl_job.contract import (
 
 
 def sql_fragments(spec: ETLPipelineSpec) -> Iterator[tuple[str, str, str]]:
-    """(stage, kind, text) for each piece of SQL: kind is "expression" or "query"."""
+    """(field, kind, text) for each piece of SQL: field is its path in the spec, such as
+    `transforms[0].condition`; kind is "expression" or "query"."""
     for index, transform in enumerate(spec.transforms):
-        stage = f"transforms[{index}] ({transform.transform_type})"
+        at = f"transforms[{index}]"
         if isinstance(transform, FilterTransform):
-            yield stage, "expression", transform.condition
+            yield f"{at}.condition", "expression", transform.condition
         elif isinstance(transform, SelectTransform):
-            for column in transform.columns:
-                yield stage, "expression", column
+            for number, column in enumerate(transform.columns):
+                yield f"{at}.columns[{number}]", "expression", column
         elif isinstance(transform, SqlTransform):
-            yield stage, "query", transform.query
+            yield f"{at}.query", "query", transform.query
 
 
 def check_expressions(spec: ETLPipelineSpec, spark: Any = None) -> None:
@@ -43,7 +44,7 @@ def check_expressions(spec: ETLPipelineSpec, spark: Any = None) -> None:
             .getOrCreate()
         )
     parser = spark._jsparkSession.sessionState().sqlParser()
-    for stage, kind, text in fragments:
+    for field, kind, text in fragments:
         try:
             if kind == "query":
                 parser.parsePlan(text)
@@ -51,7 +52,7 @@ def check_expressions(spec: ETLPipelineSpec, spark: Any = None) -> None:
                 parser.parseExpression(text)
         except Exception as broken:  # noqa: BLE001 - py4j wraps Spark's ParseException
             detail = _first_line(broken)
-            raise ConfigurationError(f"{kind} {text!r} does not parse: {detail}", stage=stage) from None
+            raise ConfigurationError(f"{kind} {text!r} does not parse: {detail}", field=field) from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -11,7 +11,14 @@ import pytest
 import yaml
 
 from etl_job.contract import ConfigurationError, ETLPipeline
-from etl_job.contract.legacy import ConversionResult, convert, is_legacy, to_yaml
+from etl_job.contract.legacy import (
+    ConversionResult,
+    convert,
+    is_legacy,
+    secret_commands,
+    secret_ref,
+    to_yaml,
+)
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -259,6 +266,81 @@ def test_credentials_of_s3_and_kafka_blocks_have_no_counterpart_and_are_reported
     result = converted(legacy(extract=extract))
     assert "credentialsRef" not in result.manifest["spec"]["extract"]
     assert any(w.startswith("extract.credentialId: dropped") for w in result.warnings)
+
+
+def test_format_in_connection_params_is_the_file_format_not_a_reader_option() -> None:
+    extract = {
+        "sourceType": "S3",
+        "path": "s3a://raw/events/",
+        "connectionParams": {"format": "CSV", "header": "true"},
+    }
+    load = {"sinkType": "S3", "path": "s3a://out/", "connectionParams": {"format": "json"}}
+    spec = spec_of(legacy(extract=extract, load=load))
+    assert spec["extract"] == {
+        "sourceType": "S3",
+        "path": "s3a://raw/events/",
+        "format": "csv",
+        "options": {"header": "true"},
+    }
+    assert spec["load"] == {"sinkType": "S3", "path": "s3a://out/", "format": "json"}
+
+
+def test_an_unknown_format_in_connection_params_is_refused_naming_it() -> None:
+    extract = {"sourceType": "S3", "path": "p", "connectionParams": {"format": "xml"}}
+    with pytest.raises(ConfigurationError, match=r"^extract.connectionParams.format: 'xml' is not one of"):
+        convert(legacy(extract=extract))
+
+
+@pytest.mark.parametrize(
+    ("credential_id", "name", "key"),
+    [
+        ("postgres.password", "postgres", "password"),
+        ("pg-credentials", "pg-credentials", "password"),
+        ("db.prod.pw", "db.prod", "pw"),
+    ],
+)
+def test_credential_id_names_a_secret_and_its_key(credential_id: str, name: str, key: str) -> None:
+    load = {
+        "sinkType": "PostgreSQL",
+        "table": "t",
+        "connectionParams": PG_PARAMS,
+        "credentialId": credential_id,
+    }
+    result = converted(legacy(load=load))
+    assert result.manifest["spec"]["load"]["credentialsRef"] == {"name": name, "key": key}
+    assert result.secrets == [(name, key)]
+    assert result.warnings == []
+    assert secret_ref(credential_id) == (name, key)
+
+
+def test_a_credential_id_that_is_not_a_kubernetes_name_is_lowered_with_a_warning() -> None:
+    load = {"sinkType": "MySQL", "table": "t", "connectionParams": PG_PARAMS, "credentialId": "Vault_PG.pass"}
+    result = converted(legacy(load=load))
+    assert result.manifest["spec"]["load"]["credentialsRef"] == {"name": "vault-pg", "key": "pass"}
+    assert "load.credentialId: 'Vault_PG' is not a Kubernetes name; Secret 'vault-pg'" in result.warnings
+
+
+def test_secret_commands_create_each_secret_once_with_placeholders_only() -> None:
+    commands = secret_commands([("postgres", "password"), ("mysql", "pw"), ("postgres", "user")])
+    assert commands == [
+        "kubectl create secret generic postgres"
+        " --from-literal=password=<password> --from-literal=user=<user>",
+        "kubectl create secret generic mysql --from-literal=pw=<pw>",
+    ]
+
+
+def test_secrets_of_a_join_and_a_sink_are_listed_once() -> None:
+    right = {
+        "sourceType": "PostgreSQL",
+        "connectionParams": {**PG_PARAMS, "table": "u"},
+        "credentialId": "pg.pw",
+    }
+    load = {"sinkType": "PostgreSQL", "table": "t", "connectionParams": PG_PARAMS, "credentialId": "pg.pw"}
+    document = legacy(
+        transforms=[{"transformType": "Join", "parameters": {"rightSource": right, "joinKeys": ["id"]}}],
+        load=load,
+    )
+    assert converted(document).secrets == [("pg", "pw")]
 
 
 def test_an_unknown_source_type_is_refused() -> None:
@@ -516,6 +598,25 @@ def test_primary_key_as_a_decoded_list_and_batch_size_from_connection_params() -
     assert sink["connection"]["port"] == 3306
 
 
+@pytest.mark.parametrize(
+    ("primary_key", "expected"),
+    [("user_id", ["user_id"]), ("user_id, country", ["user_id", "country"]), ('["a","b"]', ["a", "b"])],
+)
+def test_primary_key_in_connection_params_as_its_users_write_it(
+    primary_key: str, expected: list[str]
+) -> None:
+    load = {
+        "sinkType": "PostgreSQL",
+        "table": "user_summary",
+        "writeMode": "Upsert",
+        "connectionParams": {**PG_PARAMS, "primaryKey": primary_key},
+        "credentialId": "postgres.password",
+    }
+    sink = spec_of(legacy(load=load))["load"]
+    assert sink["primaryKey"] == expected
+    assert "options" not in sink["connection"]
+
+
 def test_upsert_without_primary_key_fails_the_contract_naming_the_manifest_field() -> None:
     load = {
         "sinkType": "PostgreSQL",
@@ -611,6 +712,38 @@ def test_retry_milliseconds_become_seconds() -> None:
     }
 
 
+def test_retry_in_the_documented_spelling_keeps_its_cap_and_jitter() -> None:
+    config = {
+        "retryConfig": {
+            "strategy": "exponential",
+            "maxAttempts": 5,
+            "initialDelaySeconds": 2,
+            "maxDelaySeconds": 60,
+            "backoffMultiplier": 2.0,
+            "jitter": False,
+        }
+    }
+    result = converted(legacy(errorHandlingConfig=config))
+    assert result.manifest["spec"]["errorHandling"]["retry"] == {
+        "strategy": "exponential",
+        "maxAttempts": 5,
+        "initialDelaySeconds": 2,
+        "maxDelaySeconds": 60,
+        "backoffMultiplier": 2.0,
+        "jitter": False,
+    }
+    assert result.warnings == []
+
+
+def test_a_delay_given_in_seconds_and_in_milliseconds_keeps_the_seconds_with_a_warning() -> None:
+    config = {"retryConfig": {"initialDelaySeconds": 0.5, "initialDelayMs": 900}}
+    result = converted(legacy(errorHandlingConfig=config))
+    assert result.manifest["spec"]["errorHandling"]["retry"] == {"initialDelaySeconds": 0.5}
+    assert "errorHandlingConfig.retryConfig.initialDelayMs: repeats initialDelaySeconds; dropped" in (
+        result.warnings
+    )
+
+
 def test_retry_delays_out_of_order_fail_the_contract_naming_the_manifest_field() -> None:
     config = {"retryConfig": {"initialDelayMs": 5000, "maxDelayMs": 1000}}
     with pytest.raises(ConfigurationError, match=r"spec.errorHandling.retry: maxDelaySeconds"):
@@ -634,6 +767,28 @@ def test_circuit_breaker() -> None:
             "halfOpenMaxAttempts": 2,
         }
     }
+
+
+def test_circuit_breaker_in_the_documented_spelling() -> None:
+    config = {
+        "circuitBreakerConfig": {
+            "enabled": True,
+            "failureThreshold": 5,
+            "resetTimeoutSeconds": 60,
+            "halfOpenMaxAttempts": 1,
+        }
+    }
+    result = converted(legacy(errorHandlingConfig=config))
+    assert result.manifest["spec"]["errorHandling"]["circuitBreaker"] == config["circuitBreakerConfig"]
+    assert result.warnings == []
+
+
+def test_a_fractional_reset_timeout_in_seconds_is_rounded_up_with_a_warning() -> None:
+    result = converted(legacy(errorHandlingConfig={"circuitBreakerConfig": {"resetTimeoutSeconds": 2.5}}))
+    assert result.manifest["spec"]["errorHandling"]["circuitBreaker"] == {"resetTimeoutSeconds": 3}
+    assert "errorHandlingConfig.circuitBreakerConfig.resetTimeoutSeconds: 2.5 s rounded up to 3 s" in (
+        result.warnings
+    )
 
 
 @pytest.mark.parametrize(("milliseconds", "seconds"), [(1500, 2), (200, 1)])
@@ -662,8 +817,43 @@ def test_kafka_dead_letter_with_continue_on_error() -> None:
 def test_s3_dead_letter() -> None:
     config = {"dlqConfig": {"type": "s3", "path": "s3a://dlq/", "format": "JSON", "bufferSize": 100}}
     assert spec_of(legacy(errorHandlingConfig=config))["errorHandling"] == {
-        "deadLetter": {"type": "s3", "path": "s3a://dlq/", "format": "json", "bufferSize": 100}
+        "tolerance": "all",
+        "deadLetter": {"type": "s3", "path": "s3a://dlq/", "format": "json", "bufferSize": 100},
     }
+
+
+def test_s3_dead_letter_in_the_documented_spelling() -> None:
+    config = {
+        "dlqConfig": {
+            "dlqType": "s3",
+            "bucketPath": "s3a://my-bucket/dlq/",
+            "partitionBy": "none",
+            "bufferSize": 500,
+            "format": "parquet",
+        }
+    }
+    result = converted(legacy(errorHandlingConfig=config))
+    assert result.manifest["spec"]["errorHandling"]["deadLetter"] == {
+        "type": "s3",
+        "path": "s3a://my-bucket/dlq/",
+        "partitionBy": "none",
+        "bufferSize": 500,
+        "format": "parquet",
+    }
+    assert result.warnings == []
+
+
+def test_a_configured_dead_letter_queue_takes_bad_records_unless_continue_on_error_is_false() -> None:
+    queue = {"dlqType": "kafka", "bootstrapServers": "kafka:9092", "topic": "etl-dlq"}
+    assert spec_of(legacy(errorHandlingConfig={"dlqConfig": queue}))["errorHandling"]["tolerance"] == "all"
+    refused = spec_of(legacy(errorHandlingConfig={"dlqConfig": queue, "continueOnError": False}))
+    assert refused["errorHandling"]["tolerance"] == "none"
+
+
+def test_a_dead_letter_queue_without_a_type_is_refused_naming_dlq_type() -> None:
+    config = {"dlqConfig": {"topic": "t", "bootstrapServers": "k:9092"}}
+    with pytest.raises(ConfigurationError, match=r"^errorHandlingConfig.dlqConfig.dlqType: is required"):
+        convert(legacy(errorHandlingConfig=config))
 
 
 def test_fields_of_the_other_dead_letter_type_are_reported() -> None:
@@ -719,6 +909,18 @@ def test_performance_and_logging() -> None:
     )
     assert spec["performance"] == {"batchSize": 5000, "parallelism": 8}
     assert spec["logging"] == {"level": "WARNING", "structured": False}
+
+
+def test_performance_and_logging_in_the_documented_spelling() -> None:
+    result = converted(
+        legacy(
+            performance={"batchSize": 10000, "parallelism": 8},
+            logging={"level": "DEBUG", "structuredLogging": False},
+        )
+    )
+    assert result.manifest["spec"]["performance"] == {"batchSize": 10000, "parallelism": 8}
+    assert result.manifest["spec"]["logging"] == {"level": "DEBUG", "structured": False}
+    assert result.warnings == []
 
 
 def test_a_log_level_without_counterpart_is_approximated_with_a_warning() -> None:
@@ -874,3 +1076,247 @@ def test_yaml_quotes_what_yaml_1_1_would_misread_and_keeps_queries_readable() ->
     assert "query: |" in text
     assert text.startswith("# converted from events-copy\n# two\n# lines\n")
     assert yaml.safe_load(text) == manifest
+
+
+# --- the older format's own documented examples ------------------------------------------------
+
+#: Copies of the format documentation's examples (../shared/seed-format beside the clone).
+SEED = Path(__file__).resolve().parents[2] / "data" / "seed-format"
+SEED_PIPELINES = ("batch-s3-to-postgres.json", "batch-s3-to-postgres-s3-dlq.json")
+AGGREGATION_NOTE = "transforms[0].parameters.aggregations: output columns are named <function>_<column>"
+
+
+def seed(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((SEED / name).read_text())
+    return document
+
+
+@pytest.mark.parametrize("name", [*SEED_PIPELINES, "dead-letter-record.json", "log-record.json"])
+def test_the_copies_of_the_documented_examples_are_unchanged(name: str) -> None:
+    original = Path(__file__).resolve().parents[4] / "shared" / "seed-format" / name
+    if not original.is_file():
+        pytest.skip(f"{original} is not beside the clone")
+    assert json.loads((SEED / name).read_text()) == json.loads(original.read_text())
+
+
+def test_the_first_documented_example_converts_to_this_manifest() -> None:
+    result = converted(seed("batch-s3-to-postgres.json"))
+    assert result.manifest == {
+        "apiVersion": "etl.sparkops.io/v1alpha1",
+        "kind": "ETLPipeline",
+        "metadata": {
+            "name": "batch-s3-to-postgres",
+            "annotations": {"etl.sparkops.io/legacy-pipeline-id": "batch-s3-to-postgres"},
+        },
+        "spec": {
+            "extract": {
+                "sourceType": "S3",
+                "path": "s3a://my-bucket/raw/events/",
+                "format": "csv",
+                "options": {"header": "true"},
+                "schemaName": "user-event",
+            },
+            "transforms": [
+                {
+                    "transformType": "Aggregation",
+                    "groupBy": ["user_id"],
+                    "aggregations": [
+                        {"column": "amount", "function": "sum"},
+                        {"column": "event_id", "function": "count"},
+                    ],
+                }
+            ],
+            "load": {
+                "sinkType": "PostgreSQL",
+                "connection": {
+                    "host": "localhost",
+                    "port": 5432,
+                    "database": "analytics",
+                    "user": "etl_user",
+                },
+                "credentialsRef": {"name": "postgres", "key": "password"},
+                "table": "user_summary",
+                "writeMode": "upsert",
+                "primaryKey": ["user_id"],
+            },
+            "errorHandling": {
+                "tolerance": "all",
+                "retry": {
+                    "strategy": "exponential",
+                    "maxAttempts": 5,
+                    "initialDelaySeconds": 2,
+                    "maxDelaySeconds": 60,
+                    "backoffMultiplier": 2.0,
+                    "jitter": True,
+                },
+                "circuitBreaker": {"enabled": True, "failureThreshold": 5, "resetTimeoutSeconds": 60},
+                "deadLetter": {"type": "kafka", "bootstrapServers": "localhost:9092", "topic": "etl-dlq"},
+            },
+            "performance": {"batchSize": 10000, "parallelism": 8},
+            "logging": {"level": "INFO", "structured": True},
+        },
+    }
+    assert len(result.warnings) == 1 and result.warnings[0].startswith(AGGREGATION_NOTE)
+    assert result.secrets == [("postgres", "password")]
+
+
+#: Every key the documented examples use: (example, path in the older format, path in the
+#: manifest, the value it has there).
+DOCUMENTED_KEYS: list[tuple[str, str, str, Any]] = [
+    (SEED_PIPELINES[0], "pipelineId", "metadata.name", "batch-s3-to-postgres"),
+    (SEED_PIPELINES[0], "extract.sourceType", "spec.extract.sourceType", "S3"),
+    (SEED_PIPELINES[0], "extract.path", "spec.extract.path", "s3a://my-bucket/raw/events/"),
+    (SEED_PIPELINES[0], "extract.schemaName", "spec.extract.schemaName", "user-event"),
+    (SEED_PIPELINES[0], "extract.connectionParams.format", "spec.extract.format", "csv"),
+    (SEED_PIPELINES[0], "extract.connectionParams.header", "spec.extract.options.header", "true"),
+    (SEED_PIPELINES[0], "transforms.0.transformType", "spec.transforms.0.transformType", "Aggregation"),
+    (SEED_PIPELINES[0], "transforms.0.parameters.groupBy", "spec.transforms.0.groupBy", ["user_id"]),
+    (
+        SEED_PIPELINES[0],
+        "transforms.0.parameters.aggregations",
+        "spec.transforms.0.aggregations",
+        [{"column": "amount", "function": "sum"}, {"column": "event_id", "function": "count"}],
+    ),
+    (SEED_PIPELINES[0], "load.sinkType", "spec.load.sinkType", "PostgreSQL"),
+    (SEED_PIPELINES[0], "load.table", "spec.load.table", "user_summary"),
+    (SEED_PIPELINES[0], "load.writeMode", "spec.load.writeMode", "upsert"),
+    (SEED_PIPELINES[0], "load.connectionParams.host", "spec.load.connection.host", "localhost"),
+    (SEED_PIPELINES[0], "load.connectionParams.port", "spec.load.connection.port", 5432),
+    (SEED_PIPELINES[0], "load.connectionParams.database", "spec.load.connection.database", "analytics"),
+    (SEED_PIPELINES[0], "load.connectionParams.user", "spec.load.connection.user", "etl_user"),
+    (SEED_PIPELINES[0], "load.connectionParams.primaryKey", "spec.load.primaryKey", ["user_id"]),
+    (
+        SEED_PIPELINES[0],
+        "load.credentialId",
+        "spec.load.credentialsRef",
+        {"name": "postgres", "key": "password"},
+    ),
+    *(
+        (
+            SEED_PIPELINES[0],
+            f"errorHandlingConfig.retryConfig.{key}",
+            f"spec.errorHandling.retry.{key}",
+            value,
+        )
+        for key, value in (
+            ("strategy", "exponential"),
+            ("maxAttempts", 5),
+            ("initialDelaySeconds", 2),
+            ("maxDelaySeconds", 60),
+            ("backoffMultiplier", 2.0),
+            ("jitter", True),
+        )
+    ),
+    *(
+        (
+            SEED_PIPELINES[1],
+            f"errorHandlingConfig.circuitBreakerConfig.{key}",
+            f"spec.errorHandling.circuitBreaker.{key}",
+            value,
+        )
+        for key, value in (
+            ("enabled", True),
+            ("failureThreshold", 5),
+            ("resetTimeoutSeconds", 60),
+            ("halfOpenMaxAttempts", 1),
+        )
+    ),
+    (
+        SEED_PIPELINES[0],
+        "errorHandlingConfig.dlqConfig.dlqType",
+        "spec.errorHandling.deadLetter.type",
+        "kafka",
+    ),
+    (
+        SEED_PIPELINES[0],
+        "errorHandlingConfig.dlqConfig.bootstrapServers",
+        "spec.errorHandling.deadLetter.bootstrapServers",
+        "localhost:9092",
+    ),
+    (
+        SEED_PIPELINES[0],
+        "errorHandlingConfig.dlqConfig.topic",
+        "spec.errorHandling.deadLetter.topic",
+        "etl-dlq",
+    ),
+    (SEED_PIPELINES[1], "errorHandlingConfig.dlqConfig.dlqType", "spec.errorHandling.deadLetter.type", "s3"),
+    (
+        SEED_PIPELINES[1],
+        "errorHandlingConfig.dlqConfig.bucketPath",
+        "spec.errorHandling.deadLetter.path",
+        "s3a://my-bucket/dlq/",
+    ),
+    *(
+        (
+            SEED_PIPELINES[1],
+            f"errorHandlingConfig.dlqConfig.{key}",
+            f"spec.errorHandling.deadLetter.{key}",
+            value,
+        )
+        for key, value in (("partitionBy", "date"), ("bufferSize", 500), ("format", "parquet"))
+    ),
+    (SEED_PIPELINES[0], "performance.batchSize", "spec.performance.batchSize", 10000),
+    (SEED_PIPELINES[0], "performance.parallelism", "spec.performance.parallelism", 8),
+    (SEED_PIPELINES[0], "logging.level", "spec.logging.level", "INFO"),
+    (SEED_PIPELINES[0], "logging.structuredLogging", "spec.logging.structured", True),
+]
+
+
+def _at(document: Any, path: str) -> Any:
+    for part in path.split("."):
+        document = document[int(part)] if isinstance(document, list) else document[part]
+    return document
+
+
+@pytest.mark.parametrize(
+    ("example_name", "legacy_path", "manifest_path", "value"),
+    DOCUMENTED_KEYS,
+    ids=[f"{example_name[:-5]}:{path}" for example_name, path, _, _ in DOCUMENTED_KEYS],
+)
+def test_every_documented_key_reaches_its_counterpart_through_the_yaml(
+    example_name: str, legacy_path: str, manifest_path: str, value: Any
+) -> None:
+    document = seed(example_name)
+    _at(document, legacy_path)  # the key is in the example as documented
+    manifest = yaml.safe_load(to_yaml(convert(document).manifest))
+    ETLPipeline.model_validate(manifest)
+    assert _at(manifest, manifest_path) == value
+
+
+def test_the_documented_keys_are_every_key_of_the_examples() -> None:
+    def paths(node: Any, prefix: str = "") -> set[str]:
+        if isinstance(node, dict):
+            return {p for key, item in node.items() for p in paths(item, f"{prefix}{key}.")}
+        if isinstance(node, list):
+            return {p for index, item in enumerate(node) for p in paths(item, f"{prefix}{index}.")}
+        return {prefix.rstrip(".")}
+
+    in_examples = {(name, path) for name in SEED_PIPELINES for path in paths(seed(name))}
+    listed = {(name, path) for name, path, _, _ in DOCUMENTED_KEYS}
+    # A key listed for one example stands for the same key of the other.
+    missing = {(name, path) for name, path in in_examples if path not in {p for _, p in listed}}
+    assert missing == set()
+
+
+@pytest.mark.parametrize("name", SEED_PIPELINES)
+def test_the_documented_examples_convert_with_no_key_dropped(name: str) -> None:
+    result = converted(seed(name))
+    assert [w for w in result.warnings if not w.startswith(AGGREGATION_NOTE)] == []
+
+
+def test_an_unknown_key_in_a_documented_example_gets_a_warning_naming_it() -> None:
+    document = seed("batch-s3-to-postgres-s3-dlq.json")
+    document["owner"] = "data-team"
+    document["performance"]["cacheEnabled"] = True
+    document["logging"]["appender"] = "file"
+    document["errorHandlingConfig"]["dlqConfig"]["compression"] = "snappy"
+    document["errorHandlingConfig"]["retryConfig"]["retryOn"] = ["SQLException"]
+    found = convert(document).warnings
+    for path in (
+        "owner",
+        "performance.cacheEnabled",
+        "logging.appender",
+        "errorHandlingConfig.dlqConfig.compression",
+        "errorHandlingConfig.retryConfig.retryOn",
+    ):
+        assert f"{path}: no counterpart in ETLPipeline; dropped" in found

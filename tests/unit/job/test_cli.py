@@ -74,8 +74,31 @@ def test_validate_names_sql_that_does_not_parse(
     )
     assert main(["validate", str(config)]) == 2
     error = capsys.readouterr().err
-    assert "transforms[1] (Filter)" in error
-    assert "amount > AND (" in error
+    assert "transforms[1].condition: expression 'amount > AND (' does not parse" in error
+
+
+def test_validate_names_the_condition_of_an_older_format_filter(
+    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = json.loads((REPO / "tests" / "data" / "seed-format" / "batch-s3-to-postgres.json").read_text())
+    document["transforms"].insert(0, {"transformType": "Filter", "parameters": {"condition": "amount >"}})
+    config = tmp_path / "old.json"
+    config.write_text(json.dumps(document))
+    assert main(["validate", "--schemas", str(REPO / "examples" / "schemas"), str(config)]) == 2
+    assert (
+        "etl validate: transforms[0].condition: expression 'amount >' does not parse"
+        in capsys.readouterr().err
+    )
+
+
+def test_convert_prints_the_command_that_creates_the_secret_without_a_value(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["convert", str(REPO / "tests" / "data" / "seed-format" / "batch-s3-to-postgres.json")]) == 0
+    printed = capsys.readouterr()
+    assert "  kubectl create secret generic postgres --from-literal=password=<password>\n" in printed.err
+    manifest = yaml.safe_load(printed.out)
+    assert manifest["spec"]["load"]["credentialsRef"] == {"name": "postgres", "key": "password"}
 
 
 def test_validate_names_a_missing_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

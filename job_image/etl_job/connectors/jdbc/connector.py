@@ -52,6 +52,7 @@ from etl_job.contract import (
     EtlError,
     JdbcSink,
     JdbcSource,
+    Performance,
     SecretKeyRef,
     SinkRejected,
     SourceUnavailable,
@@ -377,7 +378,8 @@ def _write_with_spark(frame: Any, block: JdbcSink, database: Database) -> None:
     for key, value in database.spark_options().items():
         writer = writer.option(key, value)
     writer = writer.option("dbtable", database.dialect.quote_table(block.table))
-    writer = writer.option("batchsize", str(block.batch_size))
+    # pipeline.load_settings fills batchSize in from performance.batchSize, whose default this is.
+    writer = writer.option("batchsize", str(block.batch_size or Performance().batch_size))
     if overwrite:
         writer = writer.option("truncate", "true")
     writer.save()
