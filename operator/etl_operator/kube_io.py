@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from etl_job.contract import SecretKeyRef
-from etl_operator.naming import pipeline_selector
+from etl_operator.naming import executor_selector, pipeline_selector
 
 log = logging.getLogger("etl_operator.kube")
 
@@ -167,6 +167,14 @@ def list_run_pods(api: client.ApiClient, namespace: str, pipeline: str) -> list[
     never rests on a stale view."""
     response = client.CoreV1Api(api).list_namespaced_pod(
         namespace, label_selector=pipeline_selector(pipeline), _preload_content=False
+    )
+    return list(_json(response)["items"])
+
+
+def list_executor_pods(api: client.ApiClient, namespace: str, pipeline: str) -> list[dict[str, Any]]:
+    """The executor pods Spark made for a pipeline's runs (labelled from the executor template)."""
+    response = client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector=executor_selector(pipeline), _preload_content=False
     )
     return list(_json(response)["items"])
 

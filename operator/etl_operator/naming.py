@@ -68,6 +68,11 @@ def executor_labels(pipeline: str, run: int) -> dict[str, str]:
     return {LABEL_PIPELINE: _bounded(pipeline), LABEL_RUN: str(run), LABEL_COMPONENT: "executor"}
 
 
+def executor_selector(pipeline: str) -> str:
+    """Label selector of the executor pods of every run of one pipeline."""
+    return f"{LABEL_PIPELINE}={_bounded(pipeline)},{LABEL_COMPONENT}=executor"
+
+
 def pipeline_selector(pipeline: str) -> str:
     """Label selector of every run object of one pipeline."""
     return f"{LABEL_PIPELINE}={_bounded(pipeline)},{LABEL_MANAGED_BY}={MANAGED_BY}"

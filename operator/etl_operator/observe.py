@@ -54,6 +54,8 @@ class ObservedRun:
     unschedulable: bool = False
     unschedulable_message: str | None = None
     deleting: bool = False
+    #: Executor pods of the run in phase Running (None: not counted, a run in local mode).
+    executors_running: int | None = None
 
     @property
     def driver_terminated(self) -> bool:

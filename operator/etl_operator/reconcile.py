@@ -24,6 +24,7 @@ from etl_job.contract import (
     Condition,
     ETLPipelineSpec,
     ETLPipelineStatus,
+    ExecutorCounts,
     Mode,
     Phase,
     RestartPolicyType,
@@ -51,6 +52,8 @@ POD_MISSING_GRACE_SECONDS = 30.0
 #: A run waiting for a free slot (the operator's max concurrent runs) is looked at again this soon;
 #: a run ending elsewhere wakes it sooner.
 QUEUED_RECHECK_SECONDS = 10.0
+#: How soon a run whose executors are not all running yet is looked at again.
+EXECUTOR_RECHECK_SECONDS = 3.0
 
 #: Run record phases beyond the pod phases.
 RUN_PENDING, RUN_RUNNING, RUN_STOPPING = "Pending", "Running", "Stopping"
@@ -290,7 +293,7 @@ def _track_alive(
     else:
         found = classify(pod, work.now, spec)
         if found is None:
-            _note_progress(work, record, pod)
+            _note_progress(work, spec, record, pod)
             work.wake_at(next_check_at(pod, spec))
             return
         outcome = found
@@ -299,12 +302,28 @@ def _track_alive(
     _complete(work, spec, record, pod, outcome, rng)
 
 
-def _note_progress(work: _Work, record: RunRecord, pod: ObservedRun) -> None:
+def _note_progress(work: _Work, spec: ETLPipelineSpec, record: RunRecord, pod: ObservedRun) -> None:
     phase = RUN_RUNNING if pod.started_at is not None else RUN_PENDING
-    if record.phase != phase:
-        work.put_run(record.model_copy(update={"phase": phase}))
-        if phase == RUN_RUNNING:
+    executors = executor_counts(spec, record, pod)
+    if record.phase != phase or record.executors != executors:
+        work.put_run(record.model_copy(update={"phase": phase, "executors": executors}))
+        if record.phase != phase and phase == RUN_RUNNING:
             work.event("Normal", "RunStarted", f"run {record.run}: driver {pod.pod} is running")
+    if executors is not None and phase == RUN_RUNNING and executors.running < executors.requested:
+        # Executor pods send the operator no events: look again until all of them run.
+        work.wake_at(work.now + timedelta(seconds=EXECUTOR_RECHECK_SECONDS))
+
+
+def executor_counts(spec: ETLPipelineSpec, record: RunRecord, pod: ObservedRun) -> ExecutorCounts | None:
+    """The run's executors as last seen; None for a run in local mode or not counted."""
+    if spec.spark.executors == 0 or pod.executors_running is None:
+        return record.executors
+    seen = record.executors.max_running if record.executors is not None else 0
+    return ExecutorCounts(
+        requested=spec.spark.executors,
+        running=pod.executors_running,
+        max_running=max(seen, pod.executors_running),
+    )
 
 
 def _complete(

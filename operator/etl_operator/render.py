@@ -162,7 +162,8 @@ def pipeline_document(pipeline: PipelineRef) -> dict[str, Any]:
 def config_map(pipeline: PipelineRef, run: int) -> dict[str, Any]:
     data = {PIPELINE_KEY: json.dumps(pipeline_document(pipeline), indent=2, sort_keys=True)}
     if pipeline.spec.spark.executors > 0:
-        data[EXECUTOR_TEMPLATE_KEY] = json.dumps(executor_pod_template(pipeline, run), indent=2, sort_keys=True)
+        template = executor_pod_template(pipeline, run)
+        data[EXECUTOR_TEMPLATE_KEY] = json.dumps(template, indent=2, sort_keys=True)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

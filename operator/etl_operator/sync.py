@@ -18,9 +18,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, field_path
-from etl_operator import kube_io
+from etl_operator import kube_io, naming
 from etl_operator.capacity import RunSlots
-from etl_operator.observe import observe_pod, parse_time
+from etl_operator.observe import ObservedRun, observe_pod, parse_time
 from etl_operator.reconcile import (
     Decision,
     DeletePod,
@@ -75,6 +75,8 @@ def sync_pipeline(
             log.warning(
                 "pipeline %s/%s: ignoring pod %s: %s", namespace, name, pod["metadata"]["name"], unreadable
             )
+    if spec is not None and spec.spark.executors > 0 and any(not run.driver_terminated for run in observed):
+        observed = with_executor_counts(observed, kube_io.list_executor_pods(api, namespace, name))
     decision = reconcile(view, observed, problems, now, rng)
     taken = _take_slots(slots, namespace, decision)
     if taken is None:
@@ -101,6 +103,18 @@ def sync_pipeline(
             kube_io.emit_event(api, body, action.type, action.reason, action.message)
     kube_io.patch_status(api, namespace, name, status_patch(decision.status))
     return SyncResult(decision.requeue_after, tuple(launched))
+
+
+def with_executor_counts(
+    observed: Sequence[ObservedRun], executor_pods: Sequence[Mapping[str, Any]]
+) -> list[ObservedRun]:
+    """Each observed run with the number of its executor pods that run now."""
+    running: dict[str, int] = {}
+    for pod in executor_pods:
+        if pod.get("status", {}).get("phase") == "Running" and not pod["metadata"].get("deletionTimestamp"):
+            run = pod["metadata"].get("labels", {}).get(naming.LABEL_RUN, "")
+            running[run] = running.get(run, 0) + 1
+    return [replace(run, executors_running=running.get(str(run.run), 0)) for run in observed]
 
 
 def _take_slots(slots: RunSlots | None, namespace: str, decision: Decision) -> list[str] | None:

@@ -67,10 +67,12 @@ from etl_job.contract.status import (
     CircuitStatus,
     Condition,
     ETLPipelineStatus,
+    ExecutorCounts,
     Phase,
     RunMetrics,
     RunRecord,
 )
+from etl_job.contract.streaming import StreamingSettings, StreamingTrigger, streaming_problems
 from etl_job.contract.transforms import (
     Aggregate,
     AggregateFunction,
@@ -113,6 +115,7 @@ __all__ = [
     "ETLPipelineStatus",
     "ErrorHandling",
     "EtlError",
+    "ExecutorCounts",
     "FileFormat",
     "FilterTransform",
     "IncrementalExtract",
@@ -155,6 +158,8 @@ __all__ = [
     "SparkSettings",
     "SpecModel",
     "SqlTransform",
+    "StreamingSettings",
+    "StreamingTrigger",
     "Tolerance",
     "Transform",
     "ValueFormat",
@@ -169,5 +174,6 @@ __all__ = [
     "parse_manifest",
     "secret_env_name",
     "secret_value",
+    "streaming_problems",
     "to_manifest",
 ]

@@ -34,6 +34,14 @@ class Condition(SpecModel):
     observed_generation: int | None = None
 
 
+class ExecutorCounts(SpecModel):
+    """A distributed run's executor pods, as the operator last saw them."""
+
+    requested: int = Field(description="spec.spark.executors at launch.")
+    running: int = Field(default=0, description="Executor pods running now.")
+    max_running: int = Field(default=0, description="Most executor pods seen running at once.")
+
+
 class RunRecord(SpecModel):
     run: int = Field(description="Run number within the pipeline.")
     pod: str | None = None
@@ -45,6 +53,7 @@ class RunRecord(SpecModel):
     reason: str | None = None
     message: str | None = None
     metrics: RunMetrics | None = None
+    executors: ExecutorCounts | None = None
     secrets_version: str | None = Field(
         default=None,
         description="Digest of the referenced Secrets' resourceVersions at launch (no values): a "

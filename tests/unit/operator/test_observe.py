@@ -277,7 +277,9 @@ def test_running_fine_is_none_until_the_active_deadline() -> None:
 
 
 def test_streaming_drivers_have_no_deadline() -> None:
-    spec = make_spec(mode="streaming", activeDeadlineSeconds=10)
+    spec = make_spec(
+        mode="streaming", streaming={"checkpointLocation": "s3a://state/p/"}, activeDeadlineSeconds=10
+    )
     assert check(pod(phase="Running", state=running(started=-100)), spec=spec) is None
     assert next_check_at(observe_pod(pod(phase="Running", state=running())), spec) is None
 

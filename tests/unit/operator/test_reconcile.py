@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -469,7 +470,9 @@ def test_suspend_pauses_launches_and_lets_a_batch_run_finish() -> None:
 # --- streaming ------------------------------------------------------------------------------
 
 STREAMING = make_spec(
-    mode="streaming", extract={"sourceType": "Kafka", "bootstrapServers": "k:9092", "topic": "events"}
+    mode="streaming",
+    streaming={"checkpointLocation": "s3a://state/p/"},
+    extract={"sourceType": "Kafka", "bootstrapServers": "k:9092", "topic": "events"},
 )
 
 
@@ -522,6 +525,7 @@ def test_streaming_driver_that_ends_cleanly_is_started_again() -> None:
 
 STREAMING_WITH_SECRET = make_spec(
     mode="streaming",
+    streaming={"checkpointLocation": "s3a://state/p/"},
     extract={
         "sourceType": "Kafka",
         "bootstrapServers": "k:9092",
@@ -661,3 +665,64 @@ def test_an_older_run_ending_later_does_not_become_the_last_run() -> None:
     assert stopped.status.last_run is not None
     assert stopped.status.last_run.run == 2
     assert [r.phase for r in stopped.status.runs] == ["Succeeded", "Stopped"]
+
+
+# --- executors -------------------------------------------------------------------------------
+
+DISTRIBUTED = make_spec(spark={"executors": 2, "executor": {"cores": 1, "memory": "1g"}})
+
+
+def counted(executors_running: int, run: int = 1) -> Any:
+    return replace(observe_pod(running_pod(run)), executors_running=executors_running)
+
+
+def decide_observed(status: ETLPipelineStatus, observed: list[Any], now: datetime) -> Decision:
+    view = PipelineView(
+        name="orders", namespace="analytics", generation=1, spec=DISTRIBUTED, status=status, annotations={}
+    )
+    return reconcile(view, observed, (), now, random.Random(7))
+
+
+def test_a_distributed_run_reports_its_executors_and_looks_again_until_all_run() -> None:
+    first = decide(DISTRIBUTED)
+    later = NOW + timedelta(seconds=20)
+    one = decide_observed(first.status, [counted(1)], later)
+    assert one.status.current_run is not None
+    executors = one.status.current_run.executors
+    assert executors is not None
+    assert (executors.requested, executors.running, executors.max_running) == (2, 1, 1)
+    assert one.requeue_after == 3.0  # executor pods send no events: look again soon
+    both = decide_observed(one.status, [counted(2)], later + timedelta(seconds=3))
+    assert both.status.current_run is not None and both.status.current_run.executors is not None
+    assert both.status.current_run.executors.running == 2
+    assert both.requeue_after is None or both.requeue_after > 3.0
+    # Executors stopping as the driver finishes leave the most seen at once on record.
+    ending = decide_observed(both.status, [counted(0)], later + timedelta(seconds=30))
+    assert ending.status.current_run is not None and ending.status.current_run.executors is not None
+    assert ending.status.current_run.executors.max_running == 2
+
+
+def test_a_local_mode_run_reports_no_executors() -> None:
+    first = launched()
+    running = decide(BATCH, first.status, [running_pod(1)], NOW + timedelta(seconds=20))
+    assert running.status.current_run is not None
+    assert running.status.current_run.executors is None
+
+
+def test_executor_pods_are_counted_per_run_when_running() -> None:
+    from etl_operator.sync import with_executor_counts
+
+    def executor(run: int, phase: str, deleting: bool = False) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"labels": {"etl.sparkops.io/run": str(run)}}
+        if deleting:
+            metadata["deletionTimestamp"] = "2026-11-25T22:00:00Z"
+        return {"metadata": metadata, "status": {"phase": phase}}
+
+    observed = [observe_pod(running_pod(1)), observe_pod(running_pod(2))]
+    pods = [
+        executor(1, "Running"),
+        executor(1, "Pending"),
+        executor(2, "Running"),
+        executor(2, "Running", True),
+    ]
+    assert [run.executors_running for run in with_executor_counts(observed, pods)] == [1, 1]

@@ -209,6 +209,7 @@ def test_active_deadline_for_batch_runs_only() -> None:
     assert batch["spec"]["activeDeadlineSeconds"] == 3600
     streaming = _spec(
         mode="streaming",
+        streaming={"checkpointLocation": "s3a://state/p/"},
         activeDeadlineSeconds=3600,
         extract={"sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events"},
     )
