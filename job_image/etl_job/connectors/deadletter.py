@@ -71,7 +71,8 @@ def _to_kafka(letters: Any, target: KafkaDeadLetter, context: RunContext) -> Non
     write_messages(
         letters.select(
             F.lit(context.pipeline).alias("key"),
-            F.to_json(F.struct(*DEAD_LETTER_COLUMNS)).alias("value"),
+            # Every field of the seed format, a null one (stackTrace of a rejected row) too.
+            F.to_json(F.struct(*DEAD_LETTER_COLUMNS), {"ignoreNullFields": "false"}).alias("value"),
         ),
         bootstrap_servers=target.bootstrap_servers,
         topic=target.topic,
