@@ -127,6 +127,29 @@ TIME_WINDOW = {
     "aggregations": {"amount": "sum"},
 }
 
+STREAMING = {"checkpointLocation": "s3a://state/user-summary/", "trigger": {"processingTime": "5 seconds"}}
+#: The example as a stream: mode streaming, its streaming block, no schedule, and transforms a
+#: stream can run (the filter and the aggregation; the analytic window is batch only).
+STREAM_TRANSFORMS = [
+    {"transformType": "Filter", "condition": "amount > 0"},
+    {
+        "transformType": "Aggregation",
+        "groupBy": ["user_id", "country"],
+        "aggregations": {"amount": "sum"},
+    },
+]
+_AS_STREAM = _all(
+    _set("mode", "streaming"),
+    _delete("schedule"),
+    _set("streaming", STREAMING),
+    _set("transforms", STREAM_TRANSFORMS),
+)
+
+
+def _streaming(*changes: Callable[[Spec], None]) -> Spec:
+    return _changed(_all(_AS_STREAM, *changes))
+
+
 INVALID_CASES: list[InvalidCase] = [
     InvalidCase(
         "upsert-without-primary-key",
@@ -399,6 +422,30 @@ INVALID_CASES: list[InvalidCase] = [
         "errorHandling.tolerance all needs errorHandling.deadLetter",
     ),
     InvalidCase(
+        "streaming-without-streaming-block",
+        _streaming(_delete("streaming")),
+        "spec.streaming",
+        "mode streaming needs streaming (checkpointLocation, trigger)",
+    ),
+    InvalidCase(
+        "streaming-block-in-batch",
+        _changed(_set("streaming", STREAMING)),
+        "spec.streaming",
+        "streaming is only for mode streaming",
+    ),
+    InvalidCase(
+        "streaming-with-jdbc-source",
+        _streaming(_set("extract", POSTGRES_SOURCE)),
+        "spec.extract.sourceType",
+        "a streaming pipeline reads Kafka or S3",
+    ),
+    InvalidCase(
+        "streaming-trigger-with-both",
+        _streaming(_set("streaming.trigger", {"processingTime": "5 seconds", "availableNow": True})),
+        "spec.streaming.trigger",
+        "give exactly one of processingTime or availableNow: true",
+    ),
+    InvalidCase(
         "s3-dead-letter-without-path",
         _changed(_set("errorHandling.deadLetter", {"type": "s3"})),
         "spec.errorHandling.deadLetter.path",
@@ -425,10 +472,51 @@ PYDANTIC_ONLY_CASES: list[InvalidCase] = [
         "",
         "a time window needs windowDuration and aggregations",
     ),
+    # Which transforms Spark runs on a stream is decided by the contract's Python rules; the
+    # operator refuses the rest with a status condition naming the transform and the reason.
+    InvalidCase(
+        "streaming-analytic-window",
+        _streaming(
+            _append_transform(
+                {
+                    "transformType": "Window",
+                    "partitionBy": ["country"],
+                    "functions": [{"function": "count", "as": "n"}],
+                }
+            )
+        ),
+        "spec.transforms",
+        "",
+        "analytic window functions are not supported on a stream",
+    ),
+    InvalidCase(
+        "streaming-time-window-without-watermark",
+        _streaming(_set("transforms", [{**TIME_WINDOW, "groupBy": ["user_id", "country"]}])),
+        "spec.transforms",
+        "",
+        "a time window on a stream needs watermark",
+    ),
+    InvalidCase(
+        "streaming-aggregation-appended",
+        _streaming(_set("load.writeMode", "append")),
+        "spec.transforms",
+        "",
+        "a streaming aggregation emits updated rows, so load needs writeMode upsert",
+    ),
 ]
 
 VALID_CASES: list[tuple[str, Spec]] = [
     ("example", base_spec()),
+    ("streaming", _streaming()),
+    (
+        "streaming-kafka-time-window-available-now",
+        _streaming(
+            _set("extract", KAFKA_SOURCE),
+            _set("transforms", [{**TIME_WINDOW, "watermark": "1 minute", "groupBy": ["user_id", "country"]}]),
+            _set("streaming.trigger", {"availableNow": True}),
+            _set("streaming.maxOffsetsPerTrigger", 1000),
+        ),
+    ),
     (
         "map-form-aggregations",
         _changed(_set("transforms.2.aggregations", {"amount": "sum", "event_id": "count"})),
@@ -469,13 +557,7 @@ VALID_CASES: list[tuple[str, Spec]] = [
     ),
     (
         "streaming-kafka-avro-source",
-        _changed(
-            _all(
-                _delete("schedule"),
-                _set("mode", "streaming"),
-                _set("extract", {**KAFKA_SOURCE, "valueFormat": "avro", "schemaName": "user-event"}),
-            )
-        ),
+        _streaming(_set("extract", {**KAFKA_SOURCE, "valueFormat": "avro", "schemaName": "user-event"})),
     ),
     ("join-with-a-database", _changed(_set("transforms.1.right", POSTGRES_SOURCE))),
     ("s3-sink", _changed(_set("load", {"sinkType": "S3", "path": "s3a://out/", "writeMode": "overwrite"}))),

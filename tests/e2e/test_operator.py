@@ -342,6 +342,7 @@ def test_a_streaming_driver_is_replaced_when_its_secret_is_rotated(
     )  # fmt: skip
     spec = {
         "mode": "streaming",
+        "streaming": {"checkpointLocation": "/tmp/checkpoint"},
         "extract": {
             "sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events",
             "security": {

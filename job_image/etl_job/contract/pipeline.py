@@ -21,7 +21,14 @@ from etl_job.contract.settings import (
     SparkSettings,
 )
 from etl_job.contract.status import ETLPipelineStatus
+from etl_job.contract.streaming import StreamingSettings, streaming_problems
 from etl_job.contract.transforms import Transform
+
+STREAMING_NEEDS_BLOCK = "mode streaming needs streaming (checkpointLocation, trigger)"
+STREAMING_BLOCK_IN_BATCH = "streaming is only for mode streaming"
+STREAMING_SOURCES = (
+    "a streaming pipeline reads Kafka or S3: extract.sourceType PostgreSQL and MySQL are batch only"
+)
 
 
 class ETLPipelineSpec(SpecModel):
@@ -37,6 +44,9 @@ class ETLPipelineSpec(SpecModel):
     extract: Source
     transforms: list[Transform] = Field(default_factory=list)
     load: Sink
+    streaming: StreamingSettings | None = Field(
+        default=None, description="Checkpoint, trigger and rate limits; required in mode streaming."
+    )
     error_handling: ErrorHandling = Field(default_factory=ErrorHandling)
     performance: Performance = Field(default_factory=Performance)
     logging: Logging = Field(default_factory=Logging)
@@ -74,6 +84,14 @@ class ETLPipelineSpec(SpecModel):
             raise ValueError("schedule is only for batch pipelines")
         if self.error_handling.tolerance == Tolerance.all and self.error_handling.dead_letter is None:
             raise ValueError("errorHandling.tolerance all needs errorHandling.deadLetter")
+        if self.mode == Mode.streaming:
+            if self.streaming is None:
+                raise ValueError(STREAMING_NEEDS_BLOCK)
+            problems = streaming_problems(self)
+            if problems:
+                raise ValueError("Spark cannot run this pipeline on a stream: " + "; ".join(problems))
+        elif self.streaming is not None:
+            raise ValueError(STREAMING_BLOCK_IN_BATCH)
         return self
 
     model_config = ConfigDict(
@@ -88,6 +106,22 @@ class ETLPipelineSpec(SpecModel):
                 "self.errorHandling.tolerance != 'all' || has(self.errorHandling.deadLetter)",
                 "errorHandling.tolerance all needs errorHandling.deadLetter",
                 ".errorHandling",
+            ),
+            cel(
+                "!has(self.mode) || self.mode != 'streaming' || has(self.streaming)",
+                STREAMING_NEEDS_BLOCK,
+                ".streaming",
+            ),
+            cel(
+                "(has(self.mode) && self.mode == 'streaming') || !has(self.streaming)",
+                STREAMING_BLOCK_IN_BATCH,
+                ".streaming",
+            ),
+            cel(
+                "!has(self.mode) || self.mode != 'streaming' || "
+                "self.extract.sourceType == 'Kafka' || self.extract.sourceType == 'S3'",
+                STREAMING_SOURCES,
+                ".extract.sourceType",
             ),
         )
     )
