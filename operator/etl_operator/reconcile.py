@@ -32,6 +32,7 @@ from etl_job.contract import (
 )
 from etl_operator.backoff import backoff_delay
 from etl_operator.breaker import may_launch, record_failure, record_success, reset_at
+from etl_operator.conditions import Problem, gitops_conditions
 from etl_operator.naming import ANNOTATION_RERUN, driver_pod_name
 from etl_operator.observe import (
     ObservedRun,
@@ -689,6 +690,10 @@ def _conditions(
         and ((spec is not None and spec.schedule is not None) or last.generation == view.generation)
     ):
         ready = (True, "RunSucceeded", f"run {last.run} succeeded")
+    elif spec is not None and spec.schedule is not None and last is None and phase == Phase.pending:
+        # Set up and waiting for its first slot: nothing to wait for (kstatus reads Ready=False
+        # as InProgress, which would hold a Flux Kustomization until the first slot).
+        ready = (True, "Scheduled", f"first run at {status.next_run_at}")
     else:
         ready = (False, "RunInProgress" if alive else phase.value, _why_not_ready(status, phase))
     conditions = _set_condition(status.conditions, "Ready", *ready, now, view.generation)
@@ -708,7 +713,21 @@ def _conditions(
         degraded = (True, last.reason or "RunFailed", _why_not_ready(status, phase))
     else:
         degraded = (False, "AsExpected", "")
-    return _set_condition(conditions, "Degraded", *degraded, now, view.generation)
+    conditions = _set_condition(conditions, "Degraded", *degraded, now, view.generation)
+    # kstatus' own pair, read by Flux and the Argo CD health script.
+    reconciling, stalled = gitops_conditions(
+        status,
+        phase,
+        spec.mode if spec is not None else None,
+        [Problem(p.kind, p.message) for p in problems],
+        work.queued,
+        view.generation,
+    )
+    for type_, verdict in (("Reconciling", reconciling), ("Stalled", stalled)):
+        conditions = _set_condition(
+            conditions, type_, verdict.true, verdict.reason, verdict.message, now, view.generation
+        )
+    return conditions
 
 
 def _queued_message(why: str) -> str:
