@@ -63,6 +63,9 @@ build() {
       exit 1
     fi
     echo "$name image: built in $(( $(date +%s) - start ))s" >&2
+    # The image this one replaces (another content hash) is not kept: a job image is 1-2 GB.
+    docker images --format '{{.Repository}}:{{.Tag}}' "$image" | grep -E ":[0-9a-f]{16}$" \
+      | grep -v ":$hash$" | xargs -r docker rmi >/dev/null 2>&1 || true
   fi
   echo "$image:$version"
 }
