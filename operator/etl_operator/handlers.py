@@ -20,6 +20,7 @@ from kubernetes import client, config
 
 from etl_operator.capacity import RunSlots, pod_alive
 from etl_operator.kube_io import OWN_WRITES
+from etl_operator.metrics import CONTENT_TYPE_LATEST, OperatorMetrics
 from etl_operator.naming import LABEL_MANAGED_BY, MANAGED_BY
 from etl_operator.render import OperatorDefaults
 from etl_operator.settings import Settings, load_settings
@@ -93,14 +94,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     rng = random.Random()
     slots = RunSlots(operator_settings.max_concurrent_runs)
     memo["slots"] = slots
+    metrics = OperatorMetrics()
+    memo["metrics"] = metrics
 
-    async def process(key: Hashable) -> float | None:
-        assert isinstance(key, tuple)
-        namespace, name = str(key[0]), str(key[1])
-        result = await asyncio.get_running_loop().run_in_executor(
-            executor,
-            functools.partial(
-                sync_pipeline,
+    def timed_pass(namespace: str, name: str) -> float | None:
+        with metrics.reconcile_duration.time():
+            return sync_pipeline(
                 api,
                 defaults,
                 namespace,
@@ -109,9 +108,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
                 rng,
                 slots,
                 operator_settings.secrets_recheck_seconds,
-            ),
+                metrics,
+            ).requeue_after
+
+    async def process(key: Hashable) -> float | None:
+        assert isinstance(key, tuple)
+        namespace, name = str(key[0]), str(key[1])
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(timed_pass, namespace, name)
         )
-        return result.requeue_after
 
     queue = WorkQueue(process, workers=PASS_WORKERS)
     memo["queue"] = queue
@@ -169,7 +174,7 @@ async def driver_pod_changed(
 
 
 async def start_health_server(port: int, memo: kopf.Memo) -> web.AppRunner:
-    """/healthz: the event loop answers; /readyz: the work queue is running."""
+    """/healthz: the event loop answers; /readyz: the work queue is running; /metrics: Prometheus."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -180,8 +185,11 @@ async def start_health_server(port: int, memo: kopf.Memo) -> web.AppRunner:
             return web.Response(status=503, text="work queue not running")
         return web.Response(text="ok")
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=memo["metrics"].exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
-    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz)])
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/metrics", metrics)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "0.0.0.0", port).start()

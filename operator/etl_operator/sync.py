@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, field_path
 from etl_operator import kube_io, naming
 from etl_operator.capacity import RunSlots
+from etl_operator.metrics import OperatorMetrics, launch_due_at
 from etl_operator.observe import ObservedRun, observe_pod, parse_time
 from etl_operator.reconcile import (
     Decision,
@@ -51,9 +52,12 @@ def sync_pipeline(
     rng: random.Random,
     slots: RunSlots | None = None,
     secrets_recheck_seconds: float = 60.0,
+    metrics: OperatorMetrics | None = None,
 ) -> SyncResult:
     body = kube_io.read_pipeline(api, namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        if metrics is not None:
+            metrics.forget(namespace, name)
         return SyncResult(None)  # owned objects go with it through their ownerReferences
     spec, problems = parse_spec(body)
     secrets_version = None
@@ -84,6 +88,8 @@ def sync_pipeline(
         if slots is not None:
             slots.wait((namespace, name))
     launched: list[int] = []
+    launch_latencies: list[float] = []
+    due_at = launch_due_at(body, view.status, decision.status)
     for action in decision.actions:
         if isinstance(action, LaunchRun) and spec is not None:
             try:
@@ -97,11 +103,17 @@ def sync_pipeline(
                         slots.give_back(held)
                 raise
             launched.append(action.run)
+            if due_at is not None:
+                launch_latencies.append(max(0.0, (datetime.now(UTC) - due_at).total_seconds()))
         elif isinstance(action, DeletePod):
             kube_io.delete_pod(api, namespace, action.name)
         elif isinstance(action, EmitEvent):
             kube_io.emit_event(api, body, action.type, action.reason, action.message)
     kube_io.patch_status(api, namespace, name, status_patch(decision.status))
+    if metrics is not None:
+        metrics.observe_pass(
+            namespace, name, view.status, decision.status, observed, len(launched), launch_latencies
+        )
     return SyncResult(decision.requeue_after, tuple(launched))
 
 
