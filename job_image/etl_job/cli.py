@@ -128,7 +128,12 @@ def _run(args: argparse.Namespace) -> int:
         task_slots=task_slots(spark, spec.spark),
     )
     try:
-        metrics = run_pipeline(loaded.pipeline, context, schemas)
+        if spec.mode == "streaming":
+            from etl_job.streaming import run_stream
+
+            metrics = run_stream(loaded.pipeline, context, schemas, termination_log=args.termination_log)
+        else:
+            metrics = run_pipeline(loaded.pipeline, context, schemas)
     except EtlError as failed:
         _report_failure(loaded, args.termination_log, failed)
         spark.stop()

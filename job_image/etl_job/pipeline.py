@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from etl_job.connectors import catalog, deadletter
@@ -35,8 +36,18 @@ log = logging.getLogger("etl_job.pipeline")
 _CONNECTORS = catalog
 
 
-def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegistry) -> RunMetrics:
-    """Run the pipeline once; raise an EtlError subclass on failure."""
+def run_pipeline(
+    pipeline: ETLPipeline,
+    context: RunContext,
+    schemas: SchemaRegistry,
+    *,
+    source: Any = None,
+    write: Callable[[Any, Any], None] | None = None,
+) -> RunMetrics:
+    """Run the pipeline once; raise an EtlError subclass on failure.
+
+    A streaming run (streaming.py) runs each micro-batch through here: `source` is the batch's
+    rows as the extract block reads them, and `write(frame, load_block)` its idempotent load."""
     started = time.monotonic()
     spec = pipeline.spec
     tolerance = Tolerance(spec.error_handling.tolerance)
@@ -46,7 +57,7 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     # the rows it sees too, recordsTransformed is recordsLoaded unless output validation sits
     # between them, and one count serves the extract and the load when nothing between them
     # adds or removes a row.
-    frame = read_source(spec.extract, context)
+    frame = read_source(spec.extract, context) if source is None else source
     checkpoints: list[Checkpoint] = context.report.checkpoints
     # Records the source itself set aside (undecodable messages) were extracted too.
     source_rejects = list(checkpoints)
@@ -103,7 +114,9 @@ def run_pipeline(pipeline: ETLPipeline, context: RunContext, schemas: SchemaRegi
     load_block = load_settings(spec)
     sink = sink_for(load_block)
     attempts = run_with_retry(
-        lambda: _load(sink, frame, load_block, context),
+        (lambda: _load(sink, frame, load_block, context))
+        if write is None
+        else (lambda: _load_with(write, frame, load_block)),
         spec.error_handling.retry,
         retry_on=(SinkRejected,),
         stage="load",
@@ -142,6 +155,16 @@ def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
     """Write; a bad record met on the way (tolerance none) is a DataError, not the sink's fault."""
     try:
         sink.write(frame, block, context)
+    except Exception as failed:
+        violation = record_violation(failed)
+        if violation:
+            raise DataError(violation) from None
+        raise
+
+
+def _load_with(write: Callable[[Any, Any], None], frame: Any, block: Any) -> None:
+    try:
+        write(frame, block)
     except Exception as failed:
         violation = record_violation(failed)
         if violation:

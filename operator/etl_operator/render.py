@@ -310,6 +310,25 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
             {"name": "driver-rpc", "containerPort": DRIVER_PORT, "protocol": "TCP"},
             {"name": "blockmanager", "containerPort": BLOCK_MANAGER_PORT, "protocol": "TCP"},
         ]
+    streaming = pipeline.spec.streaming
+    if pipeline.spec.mode == "streaming" and streaming is not None:
+        # The job serves /healthz and /readyz (etl_job.streaming): a stalled query is not ready,
+        # and a driver that stops answering is restarted by the kubelet.
+        port = streaming.health_port
+        container.setdefault("ports", []).append({"name": "health", "containerPort": port, "protocol": "TCP"})
+        container["readinessProbe"] = {
+            "httpGet": {"path": "/readyz", "port": "health"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        }
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/healthz", "port": "health"},
+            # The JVM and the query take a while to start on a small node.
+            "initialDelaySeconds": 60,
+            "periodSeconds": 20,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        }
     return container
 
 

@@ -54,4 +54,6 @@ class RunContext:
     high_water_mark: str | None = None
     #: How many tasks run at once (session.task_slots); None: the session's default parallelism.
     task_slots: int | None = None
+    #: The micro-batch of a streaming run (carried in Kafka headers); None in a batch run.
+    batch_id: int | None = None
     report: RunReport = field(default_factory=RunReport)

@@ -17,6 +17,7 @@ from etl_operator.render import (
     OperatorDefaults,
     PipelineRef,
     RenderError,
+    driver_container,
     driver_memory_mib,
     merge_pod_template,
     render_run,
@@ -214,6 +215,20 @@ def test_active_deadline_for_batch_runs_only() -> None:
         extract={"sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events"},
     )
     assert "activeDeadlineSeconds" not in render_run(_pipeline(streaming), 7, DEFAULTS).pod["spec"]
+
+
+def test_streaming_drivers_are_probed_on_their_health_port_and_batch_drivers_are_not() -> None:
+    streaming = _spec(
+        mode="streaming",
+        streaming={"checkpointLocation": "s3a://state/p/", "healthPort": 8181},
+        extract={"sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events"},
+    )
+    container = driver_container(_pipeline(streaming), 7, DEFAULTS)
+    assert {"name": "health", "containerPort": 8181, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    batch = driver_container(_pipeline(), 7, DEFAULTS)
+    assert "readinessProbe" not in batch and "livenessProbe" not in batch and "ports" not in batch
 
 
 @pytest.mark.parametrize(

@@ -41,6 +41,8 @@ METADATA_PREFIX = "kafka_"
 #: Headers of every message the sink writes.
 PIPELINE_HEADER = "etl-pipeline"
 RUN_HEADER = "etl-run"
+#: Header of messages a streaming run writes: the micro-batch they belong to.
+BATCH_HEADER = "etl-batch"
 #: errorType of a dead letter for a message that does not decode.
 UNDECODABLE = "UndecodableValue"
 
@@ -155,6 +157,12 @@ class KafkaTopicSource:
                 f"cannot read topic {block.topic} at brokers {block.bootstrap_servers}: {reason}",
                 stage=self.stage,
             ) from None
+        return self._decoded(raw, block, schema, context)
+
+    def decoded(self, raw: Any, block: KafkaSource, context: RunContext) -> Any:
+        """Messages as Spark's Kafka source gives them (a stream's micro-batch too), decoded and
+        set aside as `read` does."""
+        schema = context.schemas.get(block.schema_name, stage=self.stage) if block.schema_name else None
         return self._decoded(raw, block, schema, context)
 
     def _decoded(
@@ -359,9 +367,12 @@ def _value(frame: Any, block: KafkaSink, context: RunContext) -> Any:
 def _headers(context: RunContext) -> Any:
     from pyspark.sql import functions as F
 
+    headers = [(PIPELINE_HEADER, context.pipeline), (RUN_HEADER, context.run_id)]
+    if context.batch_id is not None:
+        headers.append((BATCH_HEADER, str(context.batch_id)))
     return F.array(
         *[
             F.struct(F.lit(key).alias("key"), F.lit(value).cast("binary").alias("value"))
-            for key, value in ((PIPELINE_HEADER, context.pipeline), (RUN_HEADER, context.run_id))
+            for key, value in headers
         ]
     )

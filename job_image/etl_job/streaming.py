@@ -1,0 +1,526 @@
+"""One streaming run of a pipeline: Kafka or S3 read as a stream, each micro-batch validated,
+transformed and written in foreachBatch, idempotent by batch id, until SIGTERM (or, with
+availableNow, until what was there is drained).
+
+A pipeline without an aggregation runs each micro-batch through the batch run (pipeline.py):
+decoding, validation, dead letters and counts are those of a batch run over the batch's rows.
+With an aggregation or a time window, the stream carries decoding, validation and the transforms
+up to it (Spark keeps the state in the checkpoint), and each micro-batch of updated rows goes
+through the rest. Every sink write is idempotent by batch id, since Spark replays the batch a
+crash interrupted: an upsert writes the same keys again, a database append records the batch
+in the same transaction as its rows (connectors/jdbc/batches.py), a file append writes the
+folder batch_id=N whole, and Kafka messages carry the batch id in a header."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from etl_job.connectors import catalog
+from etl_job.connectors.files.paths import resolve_path
+from etl_job.connectors.files.s3 import use_connection
+from etl_job.connectors.kafka import options as kafka_options
+from etl_job.connectors.kafka.connector import KafkaTopicSource, resolve_security
+from etl_job.connectors.registry import sink_for
+from etl_job.contract import (
+    CircuitBreakerPolicy,
+    ConfigurationError,
+    DataError,
+    ETLPipeline,
+    JdbcSink,
+    KafkaSource,
+    RunMetrics,
+    S3Sink,
+    S3Source,
+    SinkRejected,
+    SourceUnavailable,
+    StreamingSettings,
+)
+from etl_job.quality.guard import record_violation
+from etl_job.quality.schemas import SchemaRegistry, avro_to_spark_type
+from etl_job.quality.validate import validate_rows
+from etl_job.runtime.context import RunContext, RunReport
+from etl_job.runtime.metrics import success_rate, write_termination_message
+from etl_job.transforms.stage import TransformContext, apply_transforms
+
+log = logging.getLogger("etl_job.streaming")
+
+#: Every connector registers itself on import.
+_CONNECTORS = catalog
+#: The stream's own count of the rows it read, in each batch's progress (stateful plans).
+EXTRACTED_METRIC = "etl_extracted"
+#: Overrides spec.streaming.healthPort ("0": no health server), for several local runs at once.
+HEALTH_PORT_ENV = "ETL_HEALTH_PORT"
+
+
+class StreamStopped(Exception):
+    """Raised inside a micro-batch that waits on an open breaker when the run is asked to stop:
+    the batch is not committed, and the restarted run replays it."""
+
+
+# --- the sink's circuit breaker ----------------------------------------------------------------
+
+
+class SinkBreaker:
+    """Closed, open, half-open around the sink, inside the job: after failureThreshold failed
+    loads in a row it opens, the batch waits resetTimeoutSeconds, then one half-open attempt
+    closes it or opens it again. The query pauses meanwhile instead of dying."""
+
+    def __init__(
+        self,
+        policy: CircuitBreakerPolicy,
+        stop: threading.Event,
+        sleep: Callable[[float], bool] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.state = "closed"
+        self.failures = 0
+        self.opened = 0
+        self._stop = stop
+        self._sleep = sleep or stop.wait
+
+    def call(self, attempt: Callable[[], RunMetrics]) -> RunMetrics:
+        """`attempt` until it succeeds; a SinkRejected counts as a failure, anything else is raised."""
+        while True:
+            try:
+                result = attempt()
+            except SinkRejected as failed:
+                if not self.policy.enabled:
+                    raise
+                self._failed(failed)
+                if self.state == "open":
+                    log.warning(
+                        "sink breaker open: the stream pauses for %d s",
+                        self.policy.reset_timeout_seconds,
+                        extra={"breaker": self.state, "failures": self.failures},
+                    )
+                    if self._sleep(self.policy.reset_timeout_seconds) or self._stop.is_set():
+                        raise StreamStopped("stopped while the sink was down") from failed
+                    self._transition("half-open")
+                continue
+            if self.state != "closed":
+                self._transition("closed")
+            self.failures = 0
+            return result
+
+    def _failed(self, failed: SinkRejected) -> None:
+        self.failures += 1
+        log.warning("sink failed (%d in a row): %s", self.failures, failed, extra={"breaker": self.state})
+        if self.state == "half-open" or self.failures >= self.policy.failure_threshold:
+            self.opened += 1
+            self._transition("open")
+
+    def _transition(self, state: str) -> None:
+        if state != self.state:
+            log.warning("sink breaker %s -> %s", self.state, state, extra={"breaker": state})
+        self.state = state
+
+
+# --- progress and health -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class StreamProgress:
+    """What the driver reports: the last batch, rates, totals, the breaker; read by /readyz."""
+
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    last_batch_id: int | None = None
+    last_batch_at: float | None = None
+    input_rows_per_second: float = 0.0
+    processed_rows_per_second: float = 0.0
+    batch_duration_ms: int = 0
+    watermark: str | None = None
+    batches: int = 0
+    replayed_batches: int = 0
+    records_extracted: int = 0
+    records_transformed: int = 0
+    records_filtered: int = 0
+    records_loaded: int = 0
+    records_failed: int = 0
+    retry_count: int = 0
+    breaker: str = "closed"
+    active: bool = False
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, batch: RunMetrics) -> None:
+        self.records_extracted += batch.records_extracted
+        self.records_transformed += batch.records_transformed
+        self.records_filtered += batch.records_filtered
+        self.records_loaded += batch.records_loaded
+        self.records_failed += batch.records_failed
+        self.retry_count += batch.retry_count
+
+    def ready(self, stall_timeout: float, now: float | None = None) -> tuple[bool, str]:
+        now = time.monotonic() if now is None else now
+        if not self.active:
+            return False, "the query is not running"
+        if self.breaker == "open":
+            return False, "the sink breaker is open"
+        last = self.last_batch_at or self.started
+        if now - last > stall_timeout:
+            return False, f"no micro-batch completed for {int(now - last)} s"
+        return True, "ok"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "lastBatchId": self.last_batch_id,
+            "inputRowsPerSecond": round(self.input_rows_per_second, 1),
+            "processedRowsPerSecond": round(self.processed_rows_per_second, 1),
+            "batchDurationMs": self.batch_duration_ms,
+            "watermark": self.watermark,
+            "batches": self.batches,
+            "recordsExtracted": self.records_extracted,
+            "recordsLoaded": self.records_loaded,
+            "recordsFailed": self.records_failed,
+            "breaker": self.breaker,
+        }
+
+    def metrics(self, started: float) -> RunMetrics:
+        return RunMetrics(
+            records_extracted=self.records_extracted,
+            records_transformed=self.records_transformed,
+            records_filtered=self.records_filtered,
+            records_loaded=self.records_loaded,
+            records_failed=self.records_failed,
+            retry_count=self.retry_count,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            success_rate=success_rate(self.records_extracted, self.records_failed),
+            errors=list(self.errors),
+        )
+
+
+def serve_health(progress: StreamProgress, port: int, stall_timeout: float) -> ThreadingHTTPServer:
+    """/healthz (the driver process answers) and /readyz (the query runs and is not stalled)."""
+
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/healthz":
+                code, body = 200, "ok"
+            elif self.path == "/readyz":
+                ready, reason = progress.ready(stall_timeout)
+                code, body = (200 if ready else 503), reason
+            else:
+                code, body = 404, "not found"
+            payload = json.dumps({"status": body, **progress.summary()}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Health)
+    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
+    return server
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def stateful_index(pipeline: ETLPipeline) -> int | None:
+    """Index of the transform that keeps state across micro-batches (Aggregation, time Window)."""
+    for index, transform in enumerate(pipeline.spec.transforms):
+        if transform.transform_type == "Aggregation" or (
+            transform.transform_type == "Window" and transform.time_column is not None
+        ):
+            return index
+    return None
+
+
+class StreamingRun:
+    """The query, its foreachBatch, the breaker, the progress, and how it stops."""
+
+    def __init__(
+        self,
+        pipeline: ETLPipeline,
+        context: RunContext,
+        schemas: SchemaRegistry,
+        stop: threading.Event | None = None,
+    ) -> None:
+        spec = pipeline.spec
+        if spec.streaming is None:
+            raise ConfigurationError("mode streaming needs streaming", field="streaming")
+        self.pipeline = pipeline
+        self.settings: StreamingSettings = spec.streaming
+        self.context = context
+        self.schemas = schemas
+        self.stop = stop or threading.Event()
+        self.progress = StreamProgress()
+        self.breaker = SinkBreaker(spec.error_handling.circuit_breaker, self.stop)
+        #: Held while a batch writes: stopping takes it, so a stop falls between batches.
+        self.batch_lock = threading.Lock()
+        self.split = stateful_index(pipeline)
+        self.failure: BaseException | None = None
+
+    # -- building the query --
+
+    def _raw_stream(self) -> Any:
+        block = self.pipeline.spec.extract
+        spark = self.context.spark
+        if isinstance(block, KafkaSource):
+            kafka_options.refuse_owned(block.options, kafka_options.SOURCE_OWNED, "extract")
+            security = resolve_security(block.security, self.context.env, "extract")
+            options = kafka_options.reader_options(block, security, block.starting_offsets, "latest")
+            options.pop("endingOffsets")
+            if self.settings.max_offsets_per_trigger:
+                options["maxOffsetsPerTrigger"] = str(self.settings.max_offsets_per_trigger)
+            return spark.readStream.format("kafka").options(**options).load()
+        if isinstance(block, S3Source):
+            path = resolve_path(block.path, self.context.base_dir)
+            use_connection(spark, path, block.s3, self.context.env, stage="extract")
+            reader = spark.readStream.format(block.format).schema(self._file_schema(block))
+            for key, value in block.options.items():
+                reader = reader.option(key, value)
+            if self.settings.max_files_per_trigger:
+                reader = reader.option("maxFilesPerTrigger", str(self.settings.max_files_per_trigger))
+            return reader.load(path)
+        raise ConfigurationError(
+            f"a streaming pipeline reads Kafka or S3, not {block.source_type}",
+            stage="extract",
+            field="extract.sourceType",
+        )
+
+    def _file_schema(self, block: S3Source) -> Any:
+        """A file stream needs its schema up front: the Avro schema's fields; all strings for CSV,
+        which validation then casts and checks as it does in a batch run."""
+        from pyspark.sql import types as T
+
+        if block.schema_name is None:
+            raise ConfigurationError(
+                "a streaming S3 source needs schemaName: a file stream reads with a declared schema",
+                stage="extract",
+                field="extract.schemaName",
+            )
+        declared = avro_to_spark_type(self.schemas.get(block.schema_name, stage="extract"))
+        if block.format == "csv":
+            return T.StructType([T.StructField(f.name, T.StringType()) for f in declared.fields])
+        return declared
+
+    def _decoded(self, raw: Any, context: RunContext) -> Any:
+        block = self.pipeline.spec.extract
+        if isinstance(block, KafkaSource):
+            return KafkaTopicSource().decoded(raw, block, context)
+        return raw
+
+    def _stateful_stream(self, raw: Any) -> Any:
+        """Decoding, validation and the transforms up to the aggregation, on the stream."""
+        from pyspark.sql import functions as F
+
+        assert self.split is not None
+        spec = self.pipeline.spec
+        context = dataclasses.replace(self.context, tolerance="none", report=RunReport())
+        frame = self._decoded(raw, context)
+        frame = frame.observe(EXTRACTED_METRIC, F.count(F.lit(1)).alias("rows"))
+        if spec.extract.schema_name:
+            avro = self.schemas.get(spec.extract.schema_name, stage="extract")
+            frame = validate_rows(frame, avro, "extract").valid_or_fail
+        return apply_transforms(
+            frame,
+            spec.transforms[: self.split + 1],
+            TransformContext(
+                spark=self.context.spark,
+                read_source=_static_source(self.context),
+                pipeline=self.pipeline.name,
+                filter_counter=None,
+            ),
+        )
+
+    def _per_batch_pipeline(self) -> ETLPipeline:
+        """The pipeline each micro-batch runs through: all of it, or what follows the aggregation."""
+        if self.split is None:
+            return self.pipeline
+        spec = self.pipeline.spec
+        extract = spec.extract.model_copy(update={"schema_name": None})
+        rest = spec.model_copy(update={"transforms": spec.transforms[self.split + 1 :], "extract": extract})
+        return self.pipeline.model_copy(update={"spec": rest})
+
+    def start(self) -> Any:
+        spark = self.context.spark
+        checkpoint = resolve_path(self.settings.checkpoint_location, self.context.base_dir)
+        use_connection(spark, checkpoint, self.settings.s3, self.context.env, stage="checkpoint")
+        raw = self._raw_stream()
+        stream = raw if self.split is None else self._stateful_stream(raw)
+        per_batch = self._per_batch_pipeline()
+        writer = stream.writeStream.foreachBatch(
+            lambda frame, batch_id: self._batch(per_batch, frame, batch_id)
+        )
+        writer = writer.option("checkpointLocation", checkpoint).queryName(_query_name(self.pipeline.name))
+        writer = writer.outputMode(self._output_mode())
+        trigger = self.settings.trigger
+        if trigger.available_now:
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=trigger.processing_time)
+        try:
+            query = writer.start()
+        except Exception as failed:  # noqa: BLE001 - Spark's analysis errors come in many classes
+            raise ConfigurationError(
+                f"Spark cannot run this pipeline on a stream: {_first_line(failed)}", stage="transform"
+            ) from None
+        self.progress.active = True
+        return query
+
+    def _output_mode(self) -> str:
+        if self.split is None:
+            return "append"
+        return "update" if self.pipeline.spec.load.write_mode == "upsert" else "append"
+
+    # -- each micro-batch --
+
+    def _batch(self, pipeline: ETLPipeline, frame: Any, batch_id: int) -> None:
+        from etl_job.pipeline import run_pipeline
+
+        with self.batch_lock:
+            if self.stop.is_set():
+                raise StreamStopped(f"stopping before batch {batch_id}")
+            started = time.monotonic()
+
+            def attempt() -> RunMetrics:
+                context = dataclasses.replace(self.context, batch_id=batch_id, report=RunReport())
+                source = self._decoded(frame, context) if self.split is None else frame
+                return run_pipeline(
+                    pipeline,
+                    context,
+                    self.schemas,
+                    source=source,
+                    write=lambda rows, block: self._write(rows, block, context, batch_id),
+                )
+
+            try:
+                metrics = self.breaker.call(attempt)
+            finally:
+                self.progress.breaker = self.breaker.state
+            self.progress.add(metrics)
+            self.progress.batches += 1
+            self.progress.last_batch_id = batch_id
+            self.progress.last_batch_at = time.monotonic()
+            log.info(
+                "batch %d: %d in, %d loaded, %d failed, %d filtered in %d ms",
+                batch_id,
+                metrics.records_extracted,
+                metrics.records_loaded,
+                metrics.records_failed,
+                metrics.records_filtered,
+                int((time.monotonic() - started) * 1000),
+                extra={
+                    "pipeline": self.pipeline.name,
+                    "batchId": batch_id,
+                    "batch": metrics.model_dump(mode="json", exclude_none=True),
+                },
+            )
+
+    def _write(self, rows: Any, block: Any, context: RunContext, batch_id: int) -> None:
+        """The load of one micro-batch, idempotent by batch id."""
+        if isinstance(block, JdbcSink) and block.write_mode == "append":
+            from etl_job.connectors.jdbc.batches import append_batch
+
+            if not append_batch(rows, block, context, batch_id):
+                self.progress.replayed_batches += 1
+            return
+        if isinstance(block, S3Sink):
+            # The batch's own folder, replaced whole: a replayed batch rewrites the same files.
+            folder = f"{block.path.rstrip('/')}/batch_id={batch_id}"
+            block = block.model_copy(update={"path": folder, "write_mode": "overwrite"})
+        sink_for(block).write(rows, block, context)
+
+    # -- running until stopped --
+
+    def run(self, termination_log: Path | None = None) -> RunMetrics:
+        started = time.monotonic()
+        query = self.start()
+        seen: set[int] = set()
+        try:
+            while True:
+                finished = query.awaitTermination(1)
+                self._note_progress(query, seen)
+                if finished or not query.isActive:
+                    break
+                if self.stop.is_set():
+                    log.info("stop requested: stopping the query between micro-batches")
+                    with self.batch_lock:
+                        query.stop()
+                    break
+        finally:
+            self.progress.active = False
+        self._note_progress(query, seen)
+        failure = query.exception()
+        if failure is not None and not self.stop.is_set():
+            raise _run_error(failure)
+        metrics = self.progress.metrics(started)
+        if termination_log is not None:
+            write_termination_message(termination_log, metrics)
+        return metrics
+
+    def _note_progress(self, query: Any, seen: set[int]) -> None:
+        for progress in query.recentProgress or []:
+            batch_id = progress.batchId
+            if batch_id in seen or progress.numInputRows is None:
+                continue
+            seen.add(batch_id)
+            self.progress.input_rows_per_second = float(progress.inputRowsPerSecond or 0.0)
+            self.progress.processed_rows_per_second = float(progress.processedRowsPerSecond or 0.0)
+            self.progress.batch_duration_ms = int((progress.durationMs or {}).get("triggerExecution", 0))
+            self.progress.watermark = (progress.eventTime or {}).get("watermark")
+            if progress.numInputRows:
+                log.info(
+                    "stream progress",
+                    extra={"pipeline": self.pipeline.name, "progress": self.progress.summary()},
+                )
+
+
+def _static_source(context: RunContext) -> Callable[[Any], Any]:
+    from etl_job.connectors.registry import read_source
+
+    return lambda block: read_source(block, context)
+
+
+def _query_name(pipeline: str) -> str:
+    return "etl_" + "".join(c if c.isalnum() else "_" for c in pipeline)
+
+
+def _first_line(failed: BaseException) -> str:
+    return next((line.strip() for line in str(failed).splitlines() if line.strip()), type(failed).__name__)
+
+
+def _run_error(failure: Any) -> Exception:
+    """The query's failure as the job's error class: a bad record, a sink, or the source."""
+    text = str(failure)
+    violation = record_violation(failure)
+    if violation:
+        return DataError(violation)
+    for cause in (SinkRejected, ConfigurationError, DataError):
+        if cause.__name__ in text:
+            return cause(_first_line(failure).split(cause.__name__ + ":", 1)[-1].strip(), stage="load")
+    return SourceUnavailable(f"the streaming query failed: {_first_line(failure)}", stage="extract")
+
+
+def run_stream(
+    pipeline: ETLPipeline,
+    context: RunContext,
+    schemas: SchemaRegistry,
+    *,
+    termination_log: Path | None = None,
+) -> RunMetrics:
+    """Run until SIGTERM (exit 0 at a batch boundary) or, with availableNow, until drained."""
+    assert pipeline.spec.streaming is not None
+    run = StreamingRun(pipeline, context, schemas)
+    previous = signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
+    port = int(os.environ.get(HEALTH_PORT_ENV, pipeline.spec.streaming.health_port))
+    server = serve_health(run.progress, port, pipeline.spec.streaming.stall_timeout_seconds) if port else None
+    try:
+        return run.run(termination_log)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server is not None:
+            server.shutdown()

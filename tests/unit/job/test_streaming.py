@@ -1,0 +1,89 @@
+"""The streaming run's pure parts: the sink breaker's states and readiness."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from etl_job.contract import CircuitBreakerPolicy, RunMetrics, SinkRejected
+from etl_job.streaming import SinkBreaker, StreamProgress, StreamStopped
+
+
+def _flaky(failures: int) -> tuple[list[int], object]:
+    calls: list[int] = []
+
+    def attempt() -> RunMetrics:
+        calls.append(1)
+        if len(calls) <= failures:
+            raise SinkRejected("database down", stage="load")
+        return RunMetrics(records_loaded=5)
+
+    return calls, attempt
+
+
+def _noted(pauses: list[float], seconds: float) -> bool:
+    pauses.append(seconds)
+    return False
+
+
+def _stopped(stop: threading.Event) -> bool:
+    stop.set()
+    return True
+
+
+def test_the_breaker_opens_pauses_half_opens_and_closes_when_the_sink_is_back() -> None:
+    pauses: list[float] = []
+    breaker = SinkBreaker(
+        CircuitBreakerPolicy(failure_threshold=2, reset_timeout_seconds=30),
+        threading.Event(),
+        sleep=lambda seconds: _noted(pauses, seconds),
+    )
+    states: list[str] = []
+    transition = breaker._transition
+
+    def noted(state: str) -> None:
+        states.append(state)
+        transition(state)
+
+    breaker._transition = noted  # type: ignore[method-assign]
+    calls, attempt = _flaky(3)
+
+    assert breaker.call(attempt).records_loaded == 5  # type: ignore[arg-type]
+
+    # fail, fail -> open, pause, half-open, fail -> open, pause, half-open, succeed -> closed
+    assert len(calls) == 4
+    assert pauses == [30, 30]
+    assert states == ["open", "half-open", "open", "half-open", "closed"]
+    assert breaker.state == "closed" and breaker.failures == 0
+
+
+def test_a_stop_while_the_breaker_is_open_ends_the_batch_uncommitted() -> None:
+    stop = threading.Event()
+    breaker = SinkBreaker(
+        CircuitBreakerPolicy(failure_threshold=1, reset_timeout_seconds=30),
+        stop,
+        sleep=lambda seconds: _stopped(stop),
+    )
+    _, attempt = _flaky(10)
+    with pytest.raises(StreamStopped):
+        breaker.call(attempt)  # type: ignore[arg-type]
+
+
+def test_a_disabled_breaker_lets_the_failure_through() -> None:
+    breaker = SinkBreaker(CircuitBreakerPolicy(enabled=False, failure_threshold=1), threading.Event())
+    _, attempt = _flaky(10)
+    with pytest.raises(SinkRejected):
+        breaker.call(attempt)  # type: ignore[arg-type]
+
+
+def test_ready_while_batches_complete_and_not_when_stalled_or_the_breaker_is_open() -> None:
+    progress = StreamProgress(started=0.0, active=True)
+    assert progress.ready(60, now=30)[0]
+    assert progress.ready(60, now=61) == (False, "no micro-batch completed for 61 s")
+    progress.last_batch_at = 100.0
+    assert progress.ready(60, now=130)[0]
+    progress.breaker = "open"
+    assert progress.ready(60, now=130) == (False, "the sink breaker is open")
+    progress.active = False
+    assert not progress.ready(60, now=130)[0]
