@@ -190,7 +190,8 @@ def real_node() -> Iterator[Any]:
     ]
     yield started
     if not was_running:
-        real.down()
+        # The loaded images stay in containerd's store for the next run, as builds stay cached.
+        real.down(keep_images=True)
 
 
 @pytest.fixture(scope="session")

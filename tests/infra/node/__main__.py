@@ -15,6 +15,9 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="start the node, or find it running; print its kubeconfig path")
     down = commands.add_parser("down", help="stop the node and remove its pods, rules, bridge and state")
     down.add_argument("--keep-state", action="store_true", help="keep the state dir (images, etcd)")
+    down.add_argument(
+        "--keep-images", action="store_true", help="keep only the images loaded into containerd"
+    )
     commands.add_parser("status", help="which of the node's daemons run")
     load = commands.add_parser("load", help="copy images of the local Docker daemon into the node")
     load.add_argument("images", nargs="+")
@@ -23,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             print(node.up().kubeconfig)
         elif args.command == "down":
-            node.down(keep_state=args.keep_state)
+            node.down(keep_state=args.keep_state, keep_images=args.keep_images)
         elif args.command == "status":
             states = node.status()
             for name, running in states.items():

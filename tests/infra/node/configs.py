@@ -56,6 +56,11 @@ class NodeLayout:
         return self.state / "containerd.toml"
 
     @property
+    def loaded_images(self) -> Path:
+        """Which Docker image id each loaded image had, so an unchanged image is not copied again."""
+        return self.state / "loaded-images.json"
+
+    @property
     def registry_hosts(self) -> Path:
         return self.state / "registry-hosts"
 
@@ -116,6 +121,9 @@ state = "{layout.containerd_state}"
 
 [plugins."io.containerd.cri.v1.runtime"]
   enable_selinux = false
+  # This machine gives root no CAP_SYS_RESOURCE, so no process may lower its oom_score_adj below
+  # containerd's own (the kubelet asks -998 for sandboxes): keep every container at or above it.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.cri.v1.runtime".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]

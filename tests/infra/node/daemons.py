@@ -38,7 +38,8 @@ class Daemon:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
         except OSError:
             return None
-        return pid if Path(cmdline).name == Path(self.argv[0]).name else None
+        # Empty while the process is between fork and exec.
+        return pid if not cmdline or Path(cmdline).name == Path(self.argv[0]).name else None
 
     @property
     def running(self) -> bool:
@@ -67,7 +68,7 @@ class Daemon:
         """Poll `ready` until it holds; fail at once when the daemon dies, or at the deadline."""
         deadline = time.monotonic() + timeout
         while True:
-            if not self.running:
+            if not self.running and not _still_there_after(self, 0.5):
                 raise HarnessError(f"{self.name} exited before {what}.\n--- {self.log} ---\n{tail(self.log)}")
             try:
                 if ready():
@@ -91,6 +92,11 @@ class Daemon:
             if _alive(pid):
                 _signal_group(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+
+
+def _still_there_after(daemon: Daemon, seconds: float) -> bool:
+    time.sleep(seconds)
+    return daemon.running
 
 
 def _alive(pid: int) -> bool:

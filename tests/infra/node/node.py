@@ -334,7 +334,7 @@ def _write_configs(layout: NodeLayout) -> None:
         path.write_text(yaml.safe_dump(document))
         path.chmod(0o600)
     layout.containerd_config.write_text(
-        configs.containerd_toml(layout, pause_image(), shutil.which("runc") or "runc", CNI_BIN_DIR)
+        configs.containerd_toml(layout, pause_image(), shutil.which("runc") or "/usr/sbin/runc", CNI_BIN_DIR)
     )
     for registry in configs.REGISTRIES:
         hosts = layout.registry_hosts / registry
@@ -405,7 +405,7 @@ def load_image(image: str, layout: NodeLayout | None = None) -> None:
     image_id = _docker_image_id(image)
     if image_id is None:
         raise HarnessError(f"image {image} is not in the local Docker daemon; build it first (make images)")
-    marker = layout.state / "loaded-images.json"
+    marker = layout.loaded_images
     loaded = json.loads(marker.read_text()) if marker.exists() else {}
     listed = _ctr(layout, "-n", "k8s.io", "images", "ls", "-q").stdout.split()
     qualified = image if "/" in image.split(":")[0] and "." in image.split("/")[0] else f"docker.io/{image}"
@@ -457,9 +457,11 @@ def _node_ready(node: Node) -> bool:
 # --- down ----------------------------------------------------------------------------------
 
 
-def down(layout: NodeLayout | None = None, keep_state: bool = False) -> None:
+def down(layout: NodeLayout | None = None, keep_state: bool = False, keep_images: bool = False) -> None:
     """Stop the node and remove what it made: pods (through the runtime, so CNI releases their
-    addresses and namespaces), daemons, rules, the bridge, and unless `keep_state`, its state."""
+    addresses and namespaces), daemons, rules, the bridge, and unless `keep_state`, its state.
+    `keep_images` keeps only containerd's store and its record of loaded images, so the next
+    start does not copy the images again (the test runs do this; `make sandbox-down` does not)."""
     layout = layout or default_layout()
     daemons = node_daemons(layout)
     daemons["kubelet"].stop()
@@ -477,7 +479,17 @@ def down(layout: NodeLayout | None = None, keep_state: bool = False) -> None:
     _unmount_under(layout.run)
     _unmount_under(layout.state)
     shutil.rmtree(layout.run, ignore_errors=True)
-    if not keep_state:
+    if keep_state:
+        return
+    kept = {layout.containerd_root, layout.loaded_images} if keep_images else set()
+    for entry in layout.state.iterdir() if layout.state.exists() else []:
+        if entry in kept:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not kept:
         shutil.rmtree(layout.state, ignore_errors=True)
 
 
