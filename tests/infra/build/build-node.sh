@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds what a real node adds to the control plane of build-kube.sh, at the versions pinned in
 # versions.env: kubelet, kube-proxy and kube-scheduler (the same Kubernetes release), containerd 2
-# with its runc shim and ctr, CoreDNS, and the pause program of the pod sandbox image. Output goes
-# to $ETL_CACHE_DIR/node-<k8s>-containerd-<v>-coredns-<v>/bin; a finished build is reused.
+# with its runc shim and ctr, crictl, CoreDNS, and the pause program of the pod sandbox image.
+# Output goes to $ETL_CACHE_DIR/node-<k8s>-containerd-<v>-coredns-<v>/bin; each part is built only
+# when its programs are missing, and a finished build is reused.
 #
 # containerd comes from the Go module proxy rather than Debian: Debian's 1.6 is a containerd major
 # that this Kubernetes release no longer supports, and kubelets keep to containerd 2.
@@ -14,8 +15,10 @@ source "$root/versions.env"
 cache=${ETL_CACHE_DIR:-$HOME/.cache/sparkops-etl}
 out="$cache/node-$KUBERNETES_VERSION-containerd-$CONTAINERD_VERSION-coredns-$COREDNS_VERSION"
 bin="$out/bin"
-wanted=(kubelet kube-proxy kube-scheduler containerd containerd-shim-runc-v2 ctr coredns pause)
-if [[ -f $out/.complete ]]; then
+wanted=(kubelet kube-proxy kube-scheduler containerd containerd-shim-runc-v2 ctr crictl coredns pause)
+# has PROGRAM...: all of them are built already.
+has() { local p; for p in "$@"; do [[ -x $bin/$p ]] || return 1; done; }
+if has "${wanted[@]}"; then
   echo "node: cached at $bin"; exit 0
 fi
 start=$(date +%s)
@@ -42,7 +45,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 GO
-( cd "$work/kube"
+has kubelet kube-proxy kube-scheduler pause || ( cd "$work/kube"
   go mod download -json "k8s.io/kubernetes@v$KUBERNETES_VERSION" > /dev/null
   modfile=$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/v$KUBERNETES_VERSION.mod
   grep -oE '^\s+k8s\.io/[a-z0-9-]+ => \./staging' "$modfile" | awk '{print $1}' | while read -r m; do
@@ -58,19 +61,27 @@ GO
 )
 
 # containerd 2 and its runc shim, built inside a copy of the released module (its own go.mod).
-containerd_dir=$(cd "$work" && GOFLAGS= go mod download -json "github.com/containerd/containerd/v2@v$CONTAINERD_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-cp -r "$containerd_dir" "$work/containerd"; chmod -R u+w "$work/containerd"
-( cd "$work/containerd"
+has containerd containerd-shim-runc-v2 ctr || (
+  dir=$(cd "$work" && GOFLAGS= go mod download -json "github.com/containerd/containerd/v2@v$CONTAINERD_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  cp -r "$dir" "$work/containerd"; chmod -R u+w "$work/containerd"; cd "$work/containerd"
   go build -trimpath -tags "no_btrfs no_devmapper no_zfs urfave_cli_no_docs" \
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" \
     -o "$bin/" ./cmd/containerd ./cmd/containerd-shim-runc-v2 ./cmd/ctr
 )
 
 # CoreDNS with its default plugin set (core/plugin/zplugin.go is part of the module).
-coredns_dir=$(cd "$work" && GOFLAGS= go mod download -json "github.com/coredns/coredns@v$COREDNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
-cp -r "$coredns_dir" "$work/coredns"; chmod -R u+w "$work/coredns"
-( cd "$work/coredns" && go build -trimpath -ldflags "-s -w" -o "$bin/coredns" . )
+has coredns || (
+  dir=$(cd "$work" && GOFLAGS= go mod download -json "github.com/coredns/coredns@v$COREDNS_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  cp -r "$dir" "$work/coredns"; chmod -R u+w "$work/coredns"; cd "$work/coredns"
+  go build -trimpath -ldflags "-s -w" -o "$bin/coredns" .
+)
+
+# crictl: the node's clean-up removes pods through the runtime with it, so CNI releases them.
+has crictl || (
+  dir=$(cd "$work" && GOFLAGS= go mod download -json "sigs.k8s.io/cri-tools@v$CRICTL_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')
+  cp -r "$dir" "$work/cri-tools"; chmod -R u+w "$work/cri-tools"; cd "$work/cri-tools"
+  go build -trimpath -ldflags "-s -w" -o "$bin/crictl" ./cmd/crictl
+)
 
 for program in "${wanted[@]}"; do [[ -x $bin/$program ]] || { echo "node: $program was not built" >&2; exit 1; }; done
-touch "$out/.complete"
 echo "node: built ${wanted[*]} in $(( $(date +%s) - start ))s"
