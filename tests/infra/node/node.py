@@ -331,21 +331,30 @@ def _write_configs(layout: NodeLayout) -> None:
     ):
         path = layout.admin_kubeconfig if component == "kubeconfig" else layout.kubeconfig(component)
         document = configs.kubeconfig(server, pki / "ca.crt", pki / f"{stem}.crt", pki / f"{stem}.key", stem)
-        path.write_text(yaml.safe_dump(document))
-        path.chmod(0o600)
-    layout.containerd_config.write_text(
-        configs.containerd_toml(layout, pause_image(), shutil.which("runc") or "/usr/sbin/runc", CNI_BIN_DIR)
+        _write_if_changed(path, yaml.safe_dump(document), mode=0o600)
+    _write_if_changed(
+        layout.containerd_config,
+        configs.containerd_toml(layout, pause_image(), shutil.which("runc") or "/usr/sbin/runc", CNI_BIN_DIR),
     )
     for registry in configs.REGISTRIES:
         hosts = layout.registry_hosts / registry
         hosts.mkdir(parents=True, exist_ok=True)
-        (hosts / "hosts.toml").write_text(configs.registry_hosts_toml())
+        _write_if_changed(hosts / "hosts.toml", configs.registry_hosts_toml())
     layout.cni_conf_dir.mkdir(parents=True, exist_ok=True)
-    (layout.cni_conf_dir / "10-sparkops-node.conflist").write_text(network.cni_config_json())
-    layout.kubelet_config.write_text(yaml.safe_dump(configs.kubelet_config(layout)))
-    layout.kube_proxy_config.write_text(yaml.safe_dump(configs.kube_proxy_config(layout)))
+    _write_if_changed(layout.cni_conf_dir / "10-sparkops-node.conflist", network.cni_config_json())
+    _write_if_changed(layout.kubelet_config, yaml.safe_dump(configs.kubelet_config(layout)))
+    _write_if_changed(layout.kube_proxy_config, yaml.safe_dump(configs.kube_proxy_config(layout)))
     # Pods' DNS comes from CoreDNS alone; the machine's resolvers are not handed to pods.
-    layout.pod_resolv_conf.write_text("")
+    _write_if_changed(layout.pod_resolv_conf, "")
+
+
+def _write_if_changed(path: Path, text: str, mode: int | None = None) -> None:
+    """Write `text` unless the file holds it already: kube-proxy exits when its configuration
+    file is written, even with the same content, and a running node is reused as it is."""
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    if mode is not None:
+        path.chmod(mode)
 
 
 def _open_network(layout: NodeLayout) -> None:
