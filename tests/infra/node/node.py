@@ -98,6 +98,10 @@ def up(layout: NodeLayout | None = None, log: bool = True) -> Node:
     """Start the node, or find it running; return how to reach it."""
     layout = layout or default_layout()
     _preflight()
+    if not any(status(layout).values()):
+        # Nothing runs: whatever a stopped or killed node left (pods in etcd, mounts, rules) goes,
+        # only the images already loaded into containerd stay.
+        down(layout, keep_images=True)
     ensure_built("kubernetes", BUILD_SCRIPTS / "build-kube.sh")
     ensure_built("node", BUILD_SCRIPTS / "build-node.sh")
     for directory in (layout.state, layout.run, layout.logs, layout.pki):
