@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import sys
 
 import kopf
 
 from etl_operator import handlers  # noqa: F401 - registers the handlers
 from etl_operator.settings import SettingsError, load_settings
+
+
+def replica_priority() -> int:
+    """This replica's peering priority. kopf pauses every replica while two share the highest
+    priority, and a Deployment's replicas are alike: each draws its own, so the highest acts
+    and the others stand by until its peering record expires."""
+    return secrets.randbelow(2**31 - 1) + 1
 
 
 def main() -> int:
@@ -26,6 +34,7 @@ def main() -> int:
         namespaces=settings.watch_namespaces,
         standalone=not settings.peering_name,
         peering_name=settings.peering_name or None,
+        priority=replica_priority(),
     )
     return 0
 
