@@ -37,8 +37,23 @@ def build_images() -> dict[str, str]:
     )
     if done.returncode != 0:
         raise HarnessError(f"make images failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
-    version = project_version()
-    return {"job": f"sparkops-etl/job:{version}", "operator": f"sparkops-etl/operator:{version}"}
+    return {name: content_tag(f"sparkops-etl/{name}:{project_version()}") for name in ("job", "operator")}
+
+
+def content_tag(image: str) -> str:
+    """The image under its content-hash tag (build-images.sh tags both): a rebuilt image then
+    has a new name, so the chart's Deployment rolls and the node loads it, where the version
+    tag would leave pods on the image they started with."""
+    done = subprocess.run(
+        ["docker", "image", "inspect", "-f", '{{index .Config.Labels "io.sparkops.content-hash"}}', image],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    content_hash = done.stdout.strip()
+    if done.returncode != 0 or not content_hash:
+        raise HarnessError(f"{image} has no content-hash label: {done.stderr.strip()}")
+    return f"{image.rsplit(':', 1)[0]}:{content_hash}"
 
 
 def restricted_namespace(node: real.Node, name: str) -> None:
