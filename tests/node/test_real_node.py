@@ -269,8 +269,8 @@ def test_an_image_that_cannot_be_pulled_is_classified_and_backed_off(operator: r
         "restartPolicy": {
             "type": "OnFailure",
             "maxRetries": 5,
-            "initialDelaySeconds": 5,
-            "maxDelaySeconds": 60,
+            "initialBackoffSeconds": 5,
+            "maxBackoffSeconds": 60,
         },
     }
     apply(operator, pipeline(name, spec))
@@ -400,8 +400,8 @@ def test_a_driver_killed_by_its_memory_limit_is_retried_then_the_circuit_opens_a
         "restartPolicy": {
             "type": "OnFailure",
             "maxRetries": 10,
-            "initialDelaySeconds": 2,
-            "maxDelaySeconds": 10,
+            "initialBackoffSeconds": 2,
+            "maxBackoffSeconds": 10,
         },
         "errorHandling": {"circuitBreaker": {"failureThreshold": 2, "resetTimeoutSeconds": 30}},
     }
