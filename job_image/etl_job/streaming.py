@@ -262,6 +262,8 @@ class StreamingRun:
         self.batch_lock = threading.Lock()
         self.split = stateful_index(pipeline)
         self.failure: BaseException | None = None
+        #: Batches completed when the query was last restarted after a Spark bug.
+        self._batches_at_restart = 0
 
     # -- building the query --
 
@@ -388,6 +390,9 @@ class StreamingRun:
 
             def attempt() -> RunMetrics:
                 context = dataclasses.replace(self.context, batch_id=batch_id, report=RunReport())
+                if self._committed_before(pipeline.spec.load, context, batch_id):
+                    self.progress.replayed_batches += 1
+                    return RunMetrics()
                 source = self._decoded(frame, context) if self.split is None else frame
                 return run_pipeline(
                     pipeline,
@@ -401,6 +406,7 @@ class StreamingRun:
                 metrics = self.breaker.call(attempt)
             finally:
                 self.progress.breaker = self.breaker.state
+                _keep_active(frame.sparkSession)
             self.progress.add(metrics)
             self.progress.batches += 1
             self.progress.last_batch_id = batch_id
@@ -420,6 +426,15 @@ class StreamingRun:
                 },
             )
 
+    @staticmethod
+    def _committed_before(block: Any, context: RunContext, batch_id: int) -> bool:
+        """A database append that holds this batch already (Spark replays it after a crash)."""
+        if not (isinstance(block, JdbcSink) and block.write_mode == "append"):
+            return False
+        from etl_job.connectors.jdbc.batches import committed_before
+
+        return committed_before(block, context, batch_id)
+
     def _write(self, rows: Any, block: Any, context: RunContext, batch_id: int) -> None:
         """The load of one micro-batch, idempotent by batch id."""
         if isinstance(block, JdbcSink) and block.write_mode == "append":
@@ -438,29 +453,51 @@ class StreamingRun:
 
     def run(self, termination_log: Path | None = None) -> RunMetrics:
         started = time.monotonic()
+        restarts = 0
+        while True:
+            query = self._run_query()
+            failure = query.exception()
+            if failure is None or self.stop.is_set():
+                break
+            if not spark_bug_a_restart_passes(failure) or restarts >= MAX_QUERY_RESTARTS:
+                raise _run_error(failure)
+            # A restart from the checkpoint is what a new driver would do, without a new JVM.
+            restarts = 0 if self.progress.batches > self._batches_at_restart else restarts
+            restarts += 1
+            self._batches_at_restart = self.progress.batches
+            log.warning(
+                "the query failed on a known Spark bug (%s); restarting it from the checkpoint (%d of %d)",
+                _first_line(failure),
+                restarts,
+                MAX_QUERY_RESTARTS,
+                extra={"pipeline": self.pipeline.name},
+            )
+        metrics = self.progress.metrics(started)
+        if termination_log is not None:
+            write_termination_message(termination_log, metrics)
+        return metrics
+
+    def _run_query(self) -> Any:
+        """Start the query and follow it until it ends, fails, or a stop is asked for."""
         query = self.start()
         seen: set[int] = set()
         try:
             while True:
-                finished = query.awaitTermination(1)
+                try:
+                    finished = query.awaitTermination(1)
+                except Exception:  # noqa: BLE001 - the query failed; query.exception() says how
+                    finished = True
                 self._note_progress(query, seen)
                 if finished or not query.isActive:
                     break
                 if self.stop.is_set():
                     log.info("stop requested: stopping the query between micro-batches")
-                    with self.batch_lock:
-                        query.stop()
+                    _stop_between_batches(query, self.batch_lock)
                     break
         finally:
             self.progress.active = False
         self._note_progress(query, seen)
-        failure = query.exception()
-        if failure is not None and not self.stop.is_set():
-            raise _run_error(failure)
-        metrics = self.progress.metrics(started)
-        if termination_log is not None:
-            write_termination_message(termination_log, metrics)
-        return metrics
+        return query
 
     def _note_progress(self, query: Any, seen: set[int]) -> None:
         for progress in query.recentProgress or []:
@@ -477,6 +514,50 @@ class StreamingRun:
                     "stream progress",
                     extra={"pipeline": self.pipeline.name, "progress": self.progress.summary()},
                 )
+
+
+#: Restarts of the query in a row (no batch completed between them) after a known Spark bug.
+MAX_QUERY_RESTARTS = 3
+#: Spark 4.1 bugs that fail a query which a restart from its checkpoint runs on past, each as
+#: the texts its failure carries. The Kafka source reports the metrics of the first batch a
+#: driver runs from an existing checkpoint (replayed or new) before it knows the latest offsets
+#: (SPARK-55271): the batch is written and committed, then the query fails; restarted, it runs
+#: on. Planning a stateful batch has met no active session on the stream's thread.
+SPARK_BUGS = (
+    ("NullPointerException", "KafkaMicroBatchStream"),
+    ("NullPointerException", "SparkPlan.session()"),
+)
+
+
+def spark_bug_a_restart_passes(failure: Any) -> bool:
+    """Whether the query's failure is one of SPARK_BUGS, by the messages and JVM stack traces of
+    it and its causes (PySpark keeps a trace in _stackTrace and the cause in _cause)."""
+    texts: list[str] = []
+    while failure is not None and len(texts) < 20:
+        texts += [str(failure), str(getattr(failure, "_stackTrace", "") or "")]
+        failure = getattr(failure, "_cause", None) or failure.__cause__
+    text = "\n".join(texts)
+    return any(all(part in text for part in bug) for bug in SPARK_BUGS)
+
+
+def _keep_active(session: Any) -> None:
+    """Make the stream's session the active one of this thread again (the stream's own, where
+    PySpark runs a foreachBatch's calls): calls in the batch may leave another session active or
+    none, and Spark plans the next batch with whatever is."""
+    session._jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+
+
+def _stop_between_batches(query: Any, batch_lock: threading.Lock, poll_seconds: float = 0.1) -> None:
+    """Stop the query where no batch is half done. Holding the batch lock keeps a new batch from
+    writing; a trigger still active under it is one whose write is done and whose commit to the
+    checkpoint is under way, which stopping now would lose (the restart would replay the batch
+    the run has already counted). So wait for that commit, then stop."""
+    while True:
+        with batch_lock:
+            if not query.isActive or not query.status.get("isTriggerActive", False):
+                query.stop()
+                return
+        time.sleep(poll_seconds)
 
 
 def _static_source(context: RunContext) -> Callable[[Any], Any]:

@@ -6,6 +6,7 @@ files and stops. Small: hundreds of rows, 1-second triggers."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
@@ -61,6 +62,16 @@ def _produce(kafka: KafkaBroker, topic: str, events: list[dict[str, Any]]) -> No
     for event in events:
         producer.produce(topic, json.dumps(event).encode())
     producer.flush(30)
+
+
+def _die_with_the_test() -> None:
+    """In the driver before exec: SIGKILL when the test process dies, however it dies, so no
+    driver outlives a killed test run and reads from servers that are gone."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _batch_ids(folder: Path) -> list[int]:
+    return sorted(int(p.name) for p in folder.glob("[0-9]*")) if folder.is_dir() else []
 
 
 def _manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +141,7 @@ class Driver:
             [sys.executable, "-m", "etl_job.cli", "run", str(self.config), "--master", "local[2]",
              "--termination-log", str(self.folder / "termination.json")],
             env=self.env, cwd=self.folder, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
+            preexec_fn=_die_with_the_test,
         )  # fmt: skip
         self.processes.append(process)
         return process
@@ -137,12 +149,27 @@ class Driver:
     def batches_logged(self) -> int:
         return self.log.read_text().count('"message": "batch ') if self.log.exists() else 0
 
-    def wait_batches(self, process: subprocess.Popen[str], count: int, timeout: float = 180) -> None:
+    def wait_batches(self, process: subprocess.Popen[str], count: int, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while self.batches_logged() < count:
             assert process.poll() is None, self.log.read_text()[-3000:]
             assert time.monotonic() < deadline, self.log.read_text()[-3000:]
             time.sleep(0.1)
+
+    def committed(self) -> list[int]:
+        """Batch ids the query has committed to its checkpoint."""
+        return _batch_ids(self.folder / "checkpoint" / "commits")
+
+    def planned(self) -> list[int]:
+        """Batch ids the query has planned (their offsets written), committed or not."""
+        return _batch_ids(self.folder / "checkpoint" / "offsets")
+
+    def wait_for(self, process: subprocess.Popen[str], what: str, done: Any, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert process.poll() is None, f"the driver exited before {what}: {self.log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"no {what} in {timeout} s: {self.log.read_text()[-3000:]}"
+            time.sleep(0.05)
 
     def drain(self) -> dict[str, Any]:
         """Run once more with availableNow: it processes what is left and exits by itself."""
@@ -201,18 +228,28 @@ def test_kafka_windowed_aggregate_upserted_is_exact_after_sigkill_between_and_wi
         postgres,
     )  # fmt: skip
 
-    first = driver.start()
-    driver.wait_batches(first, 1)
-    first.send_signal(signal.SIGKILL)  # between batches: the first has just committed
+    # Between batches: batch 0 is committed, and batch 1 is not due for ten minutes.
+    first = driver.start({"processingTime": "10 minutes"})
+    driver.wait_for(first, "commit of batch 0", lambda: driver.committed() == [0])
+    first.send_signal(signal.SIGKILL)
     first.wait(30)
+    assert driver.planned() == [0]
 
-    second = driver.start()
-    driver.wait_batches(second, 1)
-    time.sleep(0.4)  # into the next batch, which has started on its 1-second trigger
+    # In the middle of a batch: planned (its offsets in the checkpoint) and not committed.
+    second = driver.start({"processingTime": "1 second"})
+    driver.wait_for(
+        second,
+        "a batch under way after batch 1",
+        lambda: len(driver.committed()) >= 2 and driver.planned()[-1] > driver.committed()[-1],
+    )
     second.send_signal(signal.SIGKILL)
     second.wait(30)
+    interrupted = driver.planned()[-1]
+    assert interrupted not in driver.committed()
 
+    # The next run replays the interrupted batch with the same offsets, then drains the rest.
     driver.drain()
+    assert f'"message": "batch {interrupted}:' in driver.log.read_text()
 
     expected: dict[tuple[int, str], list[int]] = defaultdict(lambda: [0, 0])
     for event in events:

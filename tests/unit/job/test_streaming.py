@@ -87,3 +87,50 @@ def test_ready_while_batches_complete_and_not_when_stalled_or_the_breaker_is_ope
     assert progress.ready(60, now=130) == (False, "the sink breaker is open")
     progress.active = False
     assert not progress.ready(60, now=130)[0]
+
+
+def test_a_query_is_restarted_on_the_known_spark_bugs_only() -> None:
+    from etl_job.streaming import spark_bug_a_restart_passes
+
+    class Failure(Exception):
+        def __init__(self, message: str, trace: str, cause: Exception | None = None) -> None:
+            super().__init__(message)
+            self._stackTrace = trace
+            self._cause = cause
+
+    replayed = Failure(
+        'java.lang.NullPointerException: Cannot invoke "scala.collection.IterableOps.map"',
+        "at org.apache.spark.sql.kafka010.KafkaMicroBatchStream$.metrics(KafkaMicroBatchStream.scala:520)",
+    )
+    assert spark_bug_a_restart_passes(replayed)
+    # As query.exception() gives it: the query's own trace, and Spark's failure as its cause.
+    assert spark_bug_a_restart_passes(Failure("[STREAM_FAILED] Query terminated", "at runStream", replayed))
+    assert not spark_bug_a_restart_passes(Failure("SinkRejected: database down", "at foreachBatch"))
+    assert not spark_bug_a_restart_passes(ValueError("no trace here"))
+
+
+class _Query:
+    """A streaming query whose trigger stays active for `active` looks at its status."""
+
+    def __init__(self, active: int) -> None:
+        self.active = active
+        self.isActive = True
+        self.stopped_while_active = False
+
+    @property
+    def status(self) -> dict[str, object]:
+        self.active -= 1
+        return {"isTriggerActive": self.active >= 0}
+
+    def stop(self) -> None:
+        self.stopped_while_active = self.active >= 0
+        self.isActive = False
+
+
+def test_a_stop_waits_for_the_commit_of_a_batch_already_written() -> None:
+    from etl_job.streaming import _stop_between_batches
+
+    query = _Query(active=3)
+    lock = threading.Lock()
+    _stop_between_batches(query, lock, poll_seconds=0)
+    assert not query.isActive and not query.stopped_while_active and not lock.locked()

@@ -20,6 +20,36 @@ log = logging.getLogger("etl_job.connectors.jdbc")
 LEDGER_TABLE = "etl_stream_batches"
 
 
+def committed_before(block: JdbcSink, context: RunContext, batch_id: int) -> bool:
+    """Whether the ledger holds this pipeline's batch: Spark replays a batch whose append was
+    committed, and the run then skips it whole, reading none of its rows (a batch that is not
+    written never completes its row counts)."""
+    database = database_of(block.sink_type, block.connection, block.credentials_ref, context.env, "load")
+    try:
+        with database.client(context.spark) as client:
+            if _in_ledger(client, database.dialect, context.pipeline, batch_id):
+                log.info("batch %d was committed before; nothing appended", batch_id)
+                return True
+            return False
+    except (EtlError, ConfigurationError):
+        raise
+    except Exception as failed:  # noqa: BLE001 - the driver's failures come in many classes
+        message, lasting = database.failure(f"cannot read the batches appended to {block.table} in", failed)
+        raise SinkRejected(message, stage="load", permanent=lasting) from None
+
+
+def _in_ledger(client: Any, dialect: Any, pipeline: str, batch_id: int) -> bool:
+    ledger = dialect.quote_table(LEDGER_TABLE)
+    client.execute(
+        f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline VARCHAR(253) NOT NULL, "
+        "batch_id BIGINT NOT NULL, committed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
+        "PRIMARY KEY (pipeline, batch_id))"
+    )
+    name = pipeline.replace("'", "''")
+    seen = client.query(f"SELECT 1 FROM {ledger} WHERE pipeline = '{name}' AND batch_id = {int(batch_id)}")
+    return bool(seen.rows)
+
+
 def append_batch(frame: Any, block: JdbcSink, context: RunContext, batch_id: int) -> bool:
     """Append the batch's rows unless the batch was committed before; True when it wrote them."""
     database = database_of(block.sink_type, block.connection, block.credentials_ref, context.env, "load")
@@ -30,15 +60,7 @@ def append_batch(frame: Any, block: JdbcSink, context: RunContext, batch_id: int
     try:
         with database.client(context.spark) as client:
             columns = prepare_table(client, database, block, output)
-            client.execute(
-                f"CREATE TABLE IF NOT EXISTS {ledger} (pipeline VARCHAR(253) NOT NULL, "
-                "batch_id BIGINT NOT NULL, committed_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP, "
-                "PRIMARY KEY (pipeline, batch_id))"
-            )
-            seen = client.query(
-                f"SELECT 1 FROM {ledger} WHERE pipeline = '{pipeline}' AND batch_id = {int(batch_id)}"
-            )
-            if seen.rows:
+            if _in_ledger(client, dialect, context.pipeline, batch_id):
                 log.info("batch %d was committed before; nothing appended", batch_id)
                 return False
         staging, _ = staging_names(block.table, f"batch-{batch_id}", secrets.token_hex(4))
