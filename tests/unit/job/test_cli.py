@@ -49,7 +49,12 @@ def test_convert_refuses_a_manifest(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_validate_accepts_the_examples(spark: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    for example in ("quickstart.yaml", "user-summary.yaml", "legacy/quickstart.json"):
+    for example in (
+        "quickstart.yaml",
+        "user-summary.yaml",
+        "legacy/quickstart.json",
+        "streaming-kafka-to-postgres.yaml",
+    ):
         assert main(["validate", str(REPO / "examples" / example)]) == 0
     assert "pipeline quickstart is valid" in capsys.readouterr().out
 
