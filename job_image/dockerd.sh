@@ -20,8 +20,9 @@ if [[ -f $state/dockerd.pid ]] && ! kill -0 "$(cat "$state/dockerd.pid")" 2>/dev
   rm -f "$state/dockerd.pid"
 fi
 # cgroupfs: there is no systemd to delegate cgroups to. setsid: the daemon outlives this shell and
-# make's process group.
-setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false \
+# make's process group. --ip-forward=false: builds and tests use the host's or no network, so the
+# daemon has no reason to turn on the machine's packet forwarding.
+setsid dockerd --bridge=none --iptables=false --ip6tables=false --ip-masq=false --ip-forward=false \
   --exec-opt native.cgroupdriver=cgroupfs --storage-driver=overlay2 \
   --pidfile "$state/dockerd.pid" >>"$log" 2>&1 </dev/null &
 for _ in $(seq 1 60); do
