@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from tests.infra.certs import CertificateAuthority, KeyPair, service_account_keys
+from tests.infra.kube import KubeCluster
 from tests.infra.node import configs, network
 from tests.infra.node.configs import NODE_NAME, NodeLayout
 from tests.infra.node.daemons import Daemon
@@ -53,17 +54,8 @@ class Node:
     def kubectl_run(
         self, *args: str, input_text: str | None = None, check: bool = True, timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [str(self.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input_text,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise HarnessError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        cluster = KubeCluster(kubeconfig=self.kubeconfig, kubectl_path=self.kubectl, server=self.server)
+        return cluster.kubectl(*args, input_text=input_text, check=check, timeout=timeout)
 
 
 def kube_bin() -> Path:
