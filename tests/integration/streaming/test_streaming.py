@@ -149,7 +149,7 @@ class Driver:
     def batches_logged(self) -> int:
         return self.log.read_text().count('"message": "batch ') if self.log.exists() else 0
 
-    def wait_batches(self, process: subprocess.Popen[str], count: int, timeout: float = 240) -> None:
+    def wait_batches(self, process: subprocess.Popen[str], count: int, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while self.batches_logged() < count:
             assert process.poll() is None, self.log.read_text()[-3000:]
@@ -164,7 +164,7 @@ class Driver:
         """Batch ids the query has planned (their offsets written), committed or not."""
         return _batch_ids(self.folder / "checkpoint" / "offsets")
 
-    def wait_for(self, process: subprocess.Popen[str], what: str, done: Any, timeout: float = 240) -> None:
+    def wait_for(self, process: subprocess.Popen[str], what: str, done: Any, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while not done():
             assert process.poll() is None, f"the driver exited before {what}: {self.log.read_text()[-3000:]}"
@@ -174,7 +174,7 @@ class Driver:
     def drain(self) -> dict[str, Any]:
         """Run once more with availableNow: it processes what is left and exits by itself."""
         process = self.start({"availableNow": True})
-        out, _ = process.communicate(timeout=300)
+        out, _ = process.communicate(timeout=420)
         assert process.returncode == 0, self.log.read_text()[-4000:]
         metrics: dict[str, Any] = json.loads(out[out.index("{") :])
         return metrics
