@@ -40,8 +40,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return failed.exit_code
 
 
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml), as the images are tagged."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sparkops-etl")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etl", description="Run and check ETLPipeline definitions.")
+    parser.add_argument("--version", action="version", version=f"etl {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a pipeline once")

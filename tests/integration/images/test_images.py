@@ -71,7 +71,10 @@ def test_job_image_runs_as_spark_user_with_root_group(images: Images) -> None:
 
 
 def test_job_image_cli_answers(images: Images) -> None:
-    # The etl command has no --version; --help is its cheapest full start (argparse and the package).
+    ran = docker_run(images.job, "etl", "--version")
+    assert ran.returncode == 0, ran.stderr
+    version = images.job.rsplit(":", 1)[1]  # build-images.sh prints the version tags
+    assert ran.stdout.strip() == f"etl {version}"
     ran = docker_run(images.job, "etl", "--help")
     assert ran.returncode == 0, ran.stderr
     assert "run" in ran.stdout and "validate" in ran.stdout

@@ -32,6 +32,15 @@ def etl_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_version_is_the_distributions(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"etl {version('sparkops-etl')}"
+
+
 def test_crd_prints_the_committed_crd(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["crd"]) == 0
     assert capsys.readouterr().out == crd_yaml()
