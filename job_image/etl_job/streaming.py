@@ -488,11 +488,13 @@ class StreamingRun:
                 except Exception:  # noqa: BLE001 - the query failed; query.exception() says how
                     finished = True
                 self._note_progress(query, seen)
-                if finished or not query.isActive:
-                    break
                 if self.stop.is_set():
+                    # Looked at first: a batch that began after the request ends the query itself.
                     log.info("stop requested: stopping the query between micro-batches")
-                    _stop_between_batches(query, self.batch_lock)
+                    if not finished and query.isActive:
+                        _stop_between_batches(query, self.batch_lock)
+                    break
+                if finished or not query.isActive:
                     break
         finally:
             self.progress.active = False
