@@ -126,7 +126,7 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
     with timed("etcd", "start"):
         etcd.start()
         etcd.wait_until(
-            lambda: _http_ok(f"http://127.0.0.1:{etcd_port}/health"),
+            lambda: http_ok(f"http://127.0.0.1:{etcd_port}/health"),
             what="answering /health",
             timeout=timeout,
         )
@@ -161,11 +161,11 @@ def start_local_control_plane(timeout: float = 90) -> KubeCluster:
     )
     cluster.processes.append(apiserver)
     _write_kubeconfig(cluster.kubeconfig, cluster.server, ca.pair.cert, admin)
-    context = _client_tls(ca.pair.cert, admin)
+    context = client_tls(ca.pair.cert, admin)
     with timed("kube-apiserver", "start"):
         apiserver.start()
         apiserver.wait_until(
-            lambda: _http_ok(f"{cluster.server}/readyz", context), what="answering /readyz", timeout=timeout
+            lambda: http_ok(f"{cluster.server}/readyz", context), what="answering /readyz", timeout=timeout
         )
 
     manager = ServerProcess(
@@ -241,12 +241,12 @@ def _write_kubeconfig(path: Path, server: str, ca_cert: Path, user: KeyPair) -> 
     path.chmod(0o600)
 
 
-def _client_tls(ca_cert: Path, user: KeyPair) -> ssl.SSLContext:
+def client_tls(ca_cert: Path, user: KeyPair) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(ca_cert))
     context.load_cert_chain(str(user.cert), str(user.key))
     return context
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
+def http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
     with urllib.request.urlopen(url, timeout=2, context=context) as response:
         return bool(response.status == 200)

@@ -25,6 +25,7 @@ from tests.infra import kafka, mariadb, postgres, process, s3
 from tests.infra.helm import built_helm
 from tests.infra.node import chart
 from tests.infra.node import node as real
+from tests.infra.node.daemons import alive
 from tests.infra.node.network import NODE_IP, POD_CIDR
 from tests.infra.versions import REPO_ROOT
 
@@ -115,24 +116,16 @@ def _start_services() -> dict[str, Any]:
 
 def _services_running(services: dict[str, Any]) -> bool:
     pids = services.get("pids", {})
-    return bool(pids) and all(_alive(pid) for pid in pids.values())
+    return bool(pids) and all(alive(pid) for pid in pids.values())
 
 
 def _stop_services(services: dict[str, Any]) -> None:
     for pid in services.get("pids", {}).values():
-        if _alive(pid):
+        if alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
     for directory in services.get("dirs", []):
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _env_text(node: real.Node, services: dict[str, Any]) -> str:

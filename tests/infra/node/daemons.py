@@ -87,9 +87,9 @@ class Daemon:
         if pid is not None:
             _signal_group(pid, signal.SIGTERM)
             deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and _alive(pid):
+            while time.monotonic() < deadline and alive(pid):
                 time.sleep(0.2)
-            if _alive(pid):
+            if alive(pid):
                 _signal_group(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
 
@@ -99,7 +99,8 @@ def _still_there_after(daemon: Daemon, seconds: float) -> bool:
     return daemon.running
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

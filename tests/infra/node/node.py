@@ -14,17 +14,15 @@ import json
 import os
 import shutil
 import signal
-import ssl
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from tests.infra.certs import CertificateAuthority, KeyPair, service_account_keys
-from tests.infra.kube import KubeCluster
+from tests.infra.kube import KubeCluster, client_tls, http_ok
 from tests.infra.node import configs, network
 from tests.infra.node.configs import NODE_NAME, NodeLayout
 from tests.infra.node.daemons import Daemon
@@ -110,17 +108,15 @@ def up(layout: NodeLayout | None = None, log: bool = True) -> Node:
         f"https://{network.NODE_IP}:{network.API_PORT}",
     )
     daemons = node_daemons(layout)
-    admin_tls = _client_tls(
-        layout.pki / "ca.crt", KeyPair(layout.pki / "admin.crt", layout.pki / "admin.key")
-    )
+    admin_tls = client_tls(layout.pki / "ca.crt", KeyPair(layout.pki / "admin.crt", layout.pki / "admin.key"))
 
     daemons["etcd"].start()
     daemons["etcd"].wait_until(
-        lambda: _http_ok(f"http://127.0.0.1:{ETCD_CLIENT_PORT}/health"), what="answering /health", timeout=60
+        lambda: http_ok(f"http://127.0.0.1:{ETCD_CLIENT_PORT}/health"), what="answering /health", timeout=60
     )
     daemons["kube-apiserver"].start()
     daemons["kube-apiserver"].wait_until(
-        lambda: _http_ok(f"{node.server}/readyz", admin_tls), what="answering /readyz", timeout=120
+        lambda: http_ok(f"{node.server}/readyz", admin_tls), what="answering /readyz", timeout=120
     )
     for name in ("kube-controller-manager", "kube-scheduler", "containerd"):
         daemons[name].start()
@@ -133,7 +129,7 @@ def up(layout: NodeLayout | None = None, log: bool = True) -> Node:
     daemons["kubelet"].wait_until(lambda: _node_ready(node), what=f"node {NODE_NAME} Ready", timeout=120)
     daemons["kube-proxy"].start()
     daemons["kube-proxy"].wait_until(
-        lambda: _http_ok("http://127.0.0.1:10256/healthz"), what="answering /healthz", timeout=60
+        lambda: http_ok("http://127.0.0.1:10256/healthz"), what="answering /healthz", timeout=60
     )
     node.kubectl_run("apply", "-f", "-", input_text=configs.coredns_manifests(coredns_image()))
     node.kubectl_run(
@@ -572,14 +568,3 @@ def _run(*argv: str) -> None:
     done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise HarnessError(f"{' '.join(argv)} failed: {done.stderr.strip()}")
-
-
-def _client_tls(ca_cert: Path, user: KeyPair) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_cert))
-    context.load_cert_chain(str(user.cert), str(user.key))
-    return context
-
-
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    with urllib.request.urlopen(url, timeout=2, context=context) as response:
-        return bool(response.status == 200)
