@@ -135,6 +135,8 @@ class StreamProgress:
     started: float = dataclasses.field(default_factory=time.monotonic)
     last_batch_id: int | None = None
     last_batch_at: float | None = None
+    #: Last trigger Spark reported, with data or idle: an idle stream is not a stalled one.
+    last_trigger_at: float | None = None
     input_rows_per_second: float = 0.0
     processed_rows_per_second: float = 0.0
     batch_duration_ms: int = 0
@@ -146,29 +148,68 @@ class StreamProgress:
     records_filtered: int = 0
     records_loaded: int = 0
     records_failed: int = 0
+    #: Events behind the watermark, which Spark's windows drop by their rules.
+    records_late: int = 0
     retry_count: int = 0
     breaker: str = "closed"
     active: bool = False
     errors: list[str] = dataclasses.field(default_factory=list)
 
-    def add(self, batch: RunMetrics) -> None:
-        self.records_extracted += batch.records_extracted
-        self.records_transformed += batch.records_transformed
+    def add(self, batch: RunMetrics, events_counted_by_stream: bool) -> None:
+        """One batch's counts. Behind an aggregation the batch's rows are aggregate rows, so the
+        events read are counted from the stream's progress instead (`note_trigger`)."""
+        if events_counted_by_stream:
+            self.records_transformed += batch.records_extracted
+        else:
+            self.records_extracted += batch.records_extracted
+            self.records_transformed += batch.records_transformed
         self.records_filtered += batch.records_filtered
         self.records_loaded += batch.records_loaded
         self.records_failed += batch.records_failed
         self.retry_count += batch.retry_count
 
-    def ready(self, stall_timeout: float, now: float | None = None) -> tuple[bool, str]:
+    def note_trigger(self, progress: Any, events_counted_by_stream: bool) -> None:
+        """One trigger's progress as Spark reports it (a StreamingQueryProgress), idle or not."""
+        self.last_trigger_at = time.monotonic()
+        self.input_rows_per_second = float(progress.inputRowsPerSecond or 0.0)
+        self.processed_rows_per_second = float(progress.processedRowsPerSecond or 0.0)
+        self.batch_duration_ms = int((progress.durationMs or {}).get("triggerExecution", 0))
+        self.watermark = (progress.eventTime or {}).get("watermark") or self.watermark
+        self.records_late += sum(int(s.numRowsDroppedByWatermark or 0) for s in progress.stateOperators or [])
+        if events_counted_by_stream:
+            observed = (progress.observedMetrics or {}).get(EXTRACTED_METRIC)
+            self.records_extracted += int(observed["rows"]) if observed is not None else 0
+
+    def stalled(self, stall_timeout: float, now: float | None = None) -> str | None:
+        """Why the query makes no progress, or None: the sink breaker is open, or no trigger
+        (with data or idle) has completed for stall_timeout, so a batch hangs."""
         now = time.monotonic() if now is None else now
+        if self.breaker == "open":
+            return "the sink breaker is open: the stream pauses until the sink answers"
+        last = max(self.last_batch_at or 0.0, self.last_trigger_at or 0.0, self.started)
+        if self.active and now - last > stall_timeout:
+            return f"no micro-batch completed for {int(now - last)} s"
+        return None
+
+    def ready(self, stall_timeout: float, now: float | None = None) -> tuple[bool, str]:
         if not self.active:
             return False, "the query is not running"
-        if self.breaker == "open":
-            return False, "the sink breaker is open"
-        last = self.last_batch_at or self.started
-        if now - last > stall_timeout:
-            return False, f"no micro-batch completed for {int(now - last)} s"
-        return True, "ok"
+        stalled = self.stalled(stall_timeout, now)
+        return (False, stalled) if stalled else (True, "ok")
+
+    def report(self, stall_timeout: float, now: float | None = None) -> dict[str, Any]:
+        """What /progress answers and the operator copies into the pipeline's status."""
+        now = time.monotonic() if now is None else now
+        ready, reason = self.ready(stall_timeout, now)
+        stalled = self.stalled(stall_timeout, now)
+        age = None if self.last_batch_at is None else int(now - self.last_batch_at)
+        return {
+            "ready": ready,
+            "stalled": stalled is not None,
+            "message": stalled or reason,
+            "lastBatchAgeSeconds": age,
+            **self.summary(),
+        }
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -181,6 +222,7 @@ class StreamProgress:
             "recordsExtracted": self.records_extracted,
             "recordsLoaded": self.records_loaded,
             "recordsFailed": self.records_failed,
+            "recordsLate": self.records_late,
             "breaker": self.breaker,
         }
 
@@ -191,6 +233,7 @@ class StreamProgress:
             records_filtered=self.records_filtered,
             records_loaded=self.records_loaded,
             records_failed=self.records_failed,
+            records_late=self.records_late,
             retry_count=self.retry_count,
             duration_ms=int((time.monotonic() - started) * 1000),
             success_rate=success_rate(self.records_extracted, self.records_failed),
@@ -199,18 +242,21 @@ class StreamProgress:
 
 
 def serve_health(progress: StreamProgress, port: int, stall_timeout: float) -> ThreadingHTTPServer:
-    """/healthz (the driver process answers) and /readyz (the query runs and is not stalled)."""
+    """/healthz (the driver process answers), /readyz (the query runs and is not stalled) and
+    /progress (the figures the operator shows in the pipeline's status, always 200)."""
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            report = progress.report(stall_timeout)
             if self.path == "/healthz":
-                code, body = 200, "ok"
+                code = 200
             elif self.path == "/readyz":
-                ready, reason = progress.ready(stall_timeout)
-                code, body = (200 if ready else 503), reason
+                code = 200 if report["ready"] else 503
+            elif self.path == "/progress":
+                code = 200
             else:
-                code, body = 404, "not found"
-            payload = json.dumps({"status": body, **progress.summary()}).encode()
+                code, report = 404, {"message": "not found"}
+            payload = json.dumps(report).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -264,6 +310,8 @@ class StreamingRun:
         self.failure: BaseException | None = None
         #: Batches completed when the query was last restarted after a Spark bug.
         self._batches_at_restart = 0
+        #: Time of the last trigger whose progress is counted.
+        self._last_trigger = ""
 
     # -- building the query --
 
@@ -407,7 +455,7 @@ class StreamingRun:
             finally:
                 self.progress.breaker = self.breaker.state
                 _keep_active(frame.sparkSession)
-            self.progress.add(metrics)
+            self.progress.add(metrics, events_counted_by_stream=self.split is not None)
             self.progress.batches += 1
             self.progress.last_batch_id = batch_id
             self.progress.last_batch_at = time.monotonic()
@@ -480,14 +528,13 @@ class StreamingRun:
     def _run_query(self) -> Any:
         """Start the query and follow it until it ends, fails, or a stop is asked for."""
         query = self.start()
-        seen: set[int] = set()
         try:
             while True:
                 try:
                     finished = query.awaitTermination(1)
                 except Exception:  # noqa: BLE001 - the query failed; query.exception() says how
                     finished = True
-                self._note_progress(query, seen)
+                self._note_progress(query)
                 if self.stop.is_set():
                     # Looked at first: a batch that began after the request ends the query itself.
                     log.info("stop requested: stopping the query between micro-batches")
@@ -498,19 +545,17 @@ class StreamingRun:
                     break
         finally:
             self.progress.active = False
-        self._note_progress(query, seen)
+        self._note_progress(query)
         return query
 
-    def _note_progress(self, query: Any, seen: set[int]) -> None:
+    def _note_progress(self, query: Any) -> None:
         for progress in query.recentProgress or []:
-            batch_id = progress.batchId
-            if batch_id in seen or progress.numInputRows is None:
+            # By trigger time (ISO 8601 in UTC, so ordered as text): an idle trigger reports the
+            # batch id of the batch still to come, so the id does not tell triggers apart.
+            if progress.timestamp <= self._last_trigger:
                 continue
-            seen.add(batch_id)
-            self.progress.input_rows_per_second = float(progress.inputRowsPerSecond or 0.0)
-            self.progress.processed_rows_per_second = float(progress.processedRowsPerSecond or 0.0)
-            self.progress.batch_duration_ms = int((progress.durationMs or {}).get("triggerExecution", 0))
-            self.progress.watermark = (progress.eventTime or {}).get("watermark")
+            self._last_trigger = progress.timestamp
+            self.progress.note_trigger(progress, events_counted_by_stream=self.split is not None)
             if progress.numInputRows:
                 log.info(
                     "stream progress",

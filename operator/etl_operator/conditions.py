@@ -41,11 +41,16 @@ def _run_text(record: RunRecord) -> str:
 
 def stalled(status: ETLPipelineStatus, phase: Phase, problem: Problem | None) -> Verdict:
     """True when the pipeline cannot go on without a change: an invalid spec, a missing Secret,
-    an open circuit, or a failed run that is not retried (a new spec generation, the rerun
-    annotation or the next schedule slot is the change)."""
+    an open circuit, a failed run that is not retried (a new spec generation, the rerun
+    annotation or the next schedule slot is the change), or a streaming driver whose query
+    completes no micro-batch (its sink breaker open, or a batch hung past stallTimeoutSeconds)."""
     last = status.last_run
     if problem is not None:
         return Verdict(True, problem.kind, problem.message)
+    stream = status.streaming
+    running = [r.run for r in status.runs if r.phase == "Running"]
+    if stream is not None and stream.stalled and stream.run in running:
+        return Verdict(True, "StreamStalled", f"run {stream.run}: {stream.message}")
     if phase == Phase.circuit_open:
         circuit = status.circuit or CircuitStatus()
         last_text = f"; last {_run_text(last)}" if last is not None else ""

@@ -56,6 +56,9 @@ class ObservedRun:
     deleting: bool = False
     #: Executor pods of the run in phase Running (None: not counted, a run in local mode).
     executors_running: int | None = None
+    pod_ip: str | None = None
+    #: A streaming driver's answer to GET /progress (None: not asked, or no answer yet).
+    stream_report: Mapping[str, Any] | None = None
 
     @property
     def driver_terminated(self) -> bool:
@@ -145,6 +148,7 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedRun:
         unschedulable=unschedulable,
         unschedulable_message=scheduled.get("message") if unschedulable else None,
         deleting=metadata.get("deletionTimestamp") is not None,
+        pod_ip=status.get("podIP") or None,
     )
 
 

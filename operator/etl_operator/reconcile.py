@@ -43,6 +43,7 @@ from etl_operator.observe import (
     parse_metrics,
     parse_time,
 )
+from etl_operator.stream_status import PROGRESS_INTERVAL_SECONDS, streaming_status
 
 #: Records kept in status.runs besides the active ones.
 RUNS_HISTORY_LIMIT = 10
@@ -305,6 +306,12 @@ def _track_alive(
 
 def _note_progress(work: _Work, spec: ETLPipelineSpec, record: RunRecord, pod: ObservedRun) -> None:
     phase = RUN_RUNNING if pod.started_at is not None else RUN_PENDING
+    if spec.mode == Mode.streaming and phase == RUN_RUNNING:
+        if pod.stream_report is not None:
+            streaming = streaming_status(work.status.streaming, record.run, pod.stream_report, work.now)
+            work.update(streaming=streaming)
+        # A driver sends no events as its batches go by: read its progress again soon.
+        work.wake_at(work.now + timedelta(seconds=PROGRESS_INTERVAL_SECONDS))
     executors = executor_counts(spec, record, pod)
     if record.phase != phase or record.executors != executors:
         work.put_run(record.model_copy(update={"phase": phase, "executors": executors}))
@@ -680,7 +687,10 @@ def _conditions(
         ready = (False, "Queued", _queued_message(work.queued))
     elif spec is not None and spec.mode == Mode.streaming:
         running = next((r for r in alive if r.phase == RUN_RUNNING), None)
-        if running is not None:
+        stream = status.streaming
+        if running is not None and stream is not None and stream.run == running.run and stream.stalled:
+            ready = (False, "StreamStalled", f"run {running.run}: {stream.message}")
+        elif running is not None:
             ready = (True, "DriverRunning", f"run {running.run}: driver {running.pod} is running")
         else:
             ready = (False, "DriverNotRunning", _why_not_ready(status, phase))

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, field_path
 from etl_operator import kube_io, naming
 from etl_operator.capacity import RunSlots
+from etl_operator.driver_progress import fetch_progress
 from etl_operator.metrics import OperatorMetrics, launch_due_at
 from etl_operator.observe import ObservedRun, observe_pod, parse_time
 from etl_operator.reconcile import (
@@ -81,6 +82,8 @@ def sync_pipeline(
             )
     if spec is not None and spec.spark.executors > 0 and any(not run.driver_terminated for run in observed):
         observed = with_executor_counts(observed, kube_io.list_executor_pods(api, namespace, name))
+    if spec is not None and spec.mode == Mode.streaming and spec.streaming is not None:
+        observed = with_stream_reports(observed, spec.streaming.health_port)
     decision = reconcile(view, observed, problems, now, rng)
     taken = _take_slots(slots, namespace, decision)
     if taken is None:
@@ -127,6 +130,16 @@ def with_executor_counts(
             run = pod["metadata"].get("labels", {}).get(naming.LABEL_RUN, "")
             running[run] = running.get(run, 0) + 1
     return [replace(run, executors_running=running.get(str(run.run), 0)) for run in observed]
+
+
+def with_stream_reports(observed: Sequence[ObservedRun], port: int) -> list[ObservedRun]:
+    """Each running streaming driver with its answer to GET /progress."""
+    return [
+        replace(run, stream_report=fetch_progress(run.pod_ip, port))
+        if run.phase == "Running" and run.pod_ip and not run.driver_terminated and not run.deleting
+        else run
+        for run in observed
+    ]
 
 
 def _take_slots(slots: RunSlots | None, namespace: str, decision: Decision) -> list[str] | None:

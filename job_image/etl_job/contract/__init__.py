@@ -71,6 +71,7 @@ from etl_job.contract.status import (
     Phase,
     RunMetrics,
     RunRecord,
+    StreamingStatus,
 )
 from etl_job.contract.streaming import StreamingSettings, StreamingTrigger, streaming_problems
 from etl_job.contract.transforms import (
@@ -159,6 +160,7 @@ __all__ = [
     "SpecModel",
     "SqlTransform",
     "StreamingSettings",
+    "StreamingStatus",
     "StreamingTrigger",
     "Tolerance",
     "Transform",

@@ -18,6 +18,9 @@ class RunMetrics(SpecModel):
     records_filtered: int = 0
     records_loaded: int = 0
     records_failed: int = 0
+    records_late: int = Field(
+        default=0, description="Streaming: events behind the watermark, dropped by a time window's rules."
+    )
     retry_count: int = 0
     duration_ms: int = 0
     success_rate: float = 1.0
@@ -59,6 +62,29 @@ class RunRecord(SpecModel):
         description="Digest of the referenced Secrets' resourceVersions at launch (no values): a "
         "streaming driver is replaced when it changes.",
     )
+
+
+class StreamingStatus(SpecModel):
+    """A streaming driver's progress, as its /progress endpoint last reported it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    run: int | None = Field(default=None, description="The run whose driver reported these figures.")
+    observed_at: str | None = Field(default=None, description="When the operator last read them.")
+    last_batch_id: int | None = None
+    last_batch_time: str | None = Field(default=None, description="When the last micro-batch completed.")
+    batches: int = Field(default=0, description="Micro-batches this driver completed.")
+    input_rows_per_second: float = 0.0
+    processed_rows_per_second: float = 0.0
+    batch_duration_ms: int = 0
+    watermark: str | None = Field(default=None, description="Event-time watermark of a windowed stream.")
+    records_extracted: int = 0
+    records_loaded: int = 0
+    records_failed: int = 0
+    records_late: int = Field(default=0, description="Events behind the watermark, dropped as late.")
+    sink_breaker: str = Field(default="closed", description="The job's breaker around the sink.")
+    stalled: bool = Field(default=False, description="No micro-batch completed within stallTimeoutSeconds.")
+    message: str = ""
 
 
 class CircuitState(StrEnum):
@@ -104,3 +130,6 @@ class ETLPipelineStatus(SpecModel):
         default=None, description="The last value of the etl.sparkops.io/rerun annotation acted on."
     )
     last_schedule_time: str | None = Field(default=None, description="The schedule slot last launched.")
+    streaming: StreamingStatus | None = Field(
+        default=None, description="A streaming pipeline's progress, refreshed every few seconds."
+    )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from etl_job.contract import CircuitBreakerPolicy, RunMetrics, SinkRejected
-from etl_job.streaming import SinkBreaker, StreamProgress, StreamStopped
+from etl_job.streaming import EXTRACTED_METRIC, SinkBreaker, StreamProgress, StreamStopped
 
 
 def _flaky(failures: int) -> tuple[list[int], object]:
@@ -84,9 +86,56 @@ def test_ready_while_batches_complete_and_not_when_stalled_or_the_breaker_is_ope
     progress.last_batch_at = 100.0
     assert progress.ready(60, now=130)[0]
     progress.breaker = "open"
-    assert progress.ready(60, now=130) == (False, "the sink breaker is open")
+    assert progress.ready(60, now=130) == (
+        False,
+        "the sink breaker is open: the stream pauses until the sink answers",
+    )
     progress.active = False
     assert not progress.ready(60, now=130)[0]
+
+
+def _trigger(rows: int, observed: int | None = None, late: int = 0, watermark: str | None = None) -> Any:
+    """A StreamingQueryProgress as PySpark gives it, with only what the job reads."""
+    return SimpleNamespace(
+        inputRowsPerSecond=float(rows),
+        processedRowsPerSecond=float(rows),
+        durationMs={"triggerExecution": 1200},
+        eventTime={"watermark": watermark} if watermark else {},
+        stateOperators=[SimpleNamespace(numRowsDroppedByWatermark=late)],
+        observedMetrics={} if observed is None else {EXTRACTED_METRIC: {"rows": observed}},
+    )
+
+
+def test_an_idle_stream_is_ready_and_a_hung_batch_is_stalled() -> None:
+    progress = StreamProgress(started=0.0, active=True)
+    # No data for 10 minutes, yet Spark's idle triggers keep reporting: not stalled.
+    for second in range(0, 600, 10):
+        progress.note_trigger(_trigger(0), events_counted_by_stream=False)
+        progress.last_trigger_at = float(second)
+    assert progress.stalled(60, now=600.0) is None
+    report = progress.report(60, now=600.0)
+    assert report["ready"] and not report["stalled"] and report["lastBatchAgeSeconds"] is None
+    # A batch that hangs: no trigger completes.
+    report = progress.report(60, now=700.0)
+    assert report["stalled"] and not report["ready"]
+    assert report["message"] == "no micro-batch completed for 110 s"
+
+
+def test_behind_an_aggregation_events_are_counted_from_the_stream_and_late_ones_apart() -> None:
+    progress = StreamProgress(started=0.0, active=True)
+    progress.note_trigger(_trigger(40, observed=40, watermark="2026-12-06T05:00:00.000Z"), True)
+    progress.note_trigger(_trigger(40, observed=40, late=3), True)
+    # The batch itself saw 12 updated aggregate rows, loaded 12.
+    progress.add(RunMetrics(records_extracted=12, records_transformed=12, records_loaded=12), True)
+    metrics = progress.metrics(started=0.0)
+    assert (metrics.records_extracted, metrics.records_transformed, metrics.records_loaded) == (80, 12, 12)
+    assert metrics.records_late == 3
+    assert progress.summary()["watermark"] == "2026-12-06T05:00:00.000Z"  # kept across idle triggers
+    # Without an aggregation the batch's own counts are the events.
+    plain = StreamProgress(started=0.0, active=True)
+    plain.note_trigger(_trigger(40, observed=None), False)
+    plain.add(RunMetrics(records_extracted=40, records_transformed=40, records_loaded=40), False)
+    assert plain.metrics(started=0.0).records_extracted == 40
 
 
 def test_a_query_is_restarted_on_the_known_spark_bugs_only() -> None:

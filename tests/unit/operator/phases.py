@@ -11,7 +11,15 @@ from typing import Any
 from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus
 from etl_operator.reconcile import Decision, SpecProblem
 from tests.unit.operator.test_observe import NOW, failed_pod, make_spec, running_pod, succeeded_pod
-from tests.unit.operator.test_reconcile import BATCH, BREAKER, STREAMING, decide, launched, open_circuit
+from tests.unit.operator.test_reconcile import (
+    BATCH,
+    BREAKER,
+    STREAMING,
+    decide,
+    launched,
+    open_circuit,
+    stream_report,
+)
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,8 @@ def every_phase() -> dict[str, Shown]:
     stream = decide(STREAMING)
     streaming = decide(STREAMING, stream.status, [running_pod(1)], NOW + timedelta(seconds=5))
     replacing = decide(STREAMING, streaming.status, [running_pod(1)], later, generation=2)
+    stalled_report = stream_report(3, ready=False, stalled=True, message="no micro-batch completed for 400 s")
+    stalled = decide(STREAMING, streaming.status, [running_pod(1)], later, stream_reports={1: stalled_report})
     hourly = make_spec(schedule="0 * * * *")
     scheduled = decide(hourly, now=NOW - timedelta(minutes=5), created_at=NOW - timedelta(minutes=10))
     not_observed = succeeded.status.model_copy(update={"observed_generation": 1})
@@ -104,6 +114,9 @@ def every_phase() -> dict[str, Shown]:
             "Progressing",
         ),
         "streaming-running": _shown(streaming, STREAMING, NOT_RECONCILING, NOT_STALLED, "Current", "Healthy"),
+        "streaming-stalled": _shown(
+            stalled, STREAMING, ("False", "Stalled"), ("True", "StreamStalled"), "Failed", "Degraded"
+        ),
         "streaming-replacing": _shown(
             replacing, STREAMING, ("True", "RunStopping"), NOT_STALLED, "InProgress", "Progressing", 2
         ),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from etl_job.contract import CircuitState, CircuitStatus, ETLPipelineSpec, ETLPipelineStatus, Phase, RunRecord
-from etl_operator.observe import observe_pod
+from etl_operator.observe import format_time, observe_pod
 from etl_operator.reconcile import (
     Action,
     Decision,
@@ -46,7 +46,9 @@ def decide(
     seed: int = 7,
     secrets_version: str | None = None,
     launch_allowed: bool = True,
+    stream_reports: Mapping[int, dict[str, Any]] | None = None,
 ) -> Decision:
+    """One reconcile; `stream_reports` are streaming drivers' answers to /progress, by run."""
     view = PipelineView(
         name="orders",
         namespace="analytics",
@@ -58,7 +60,10 @@ def decide(
         secrets_version=secrets_version,
         launch_allowed=launch_allowed,
     )
-    return reconcile(view, [observe_pod(p) for p in pods], problems, now, random.Random(seed))
+    observed = [observe_pod(p) for p in pods]
+    reports = stream_reports or {}
+    observed = [replace(run, stream_report=reports.get(run.run)) for run in observed]
+    return reconcile(view, observed, problems, now, random.Random(seed))
 
 
 def launches(decision: Decision) -> list[LaunchRun]:
@@ -484,6 +489,70 @@ def test_streaming_keeps_one_driver_and_is_ready_while_it_runs() -> None:
     assert condition(running.status, "Ready") == ("True", "DriverRunning")
 
 
+def stream_report(batch: int, **changes: Any) -> dict[str, Any]:
+    """A driver's answer to GET /progress (etl_job.streaming.StreamProgress.report)."""
+    return {
+        "ready": True, "stalled": False, "message": "ok", "lastBatchAgeSeconds": 2,
+        "lastBatchId": batch, "inputRowsPerSecond": 150.0, "processedRowsPerSecond": 400.5,
+        "batchDurationMs": 900, "watermark": "2026-11-25T21:50:00.000Z", "batches": batch + 1,
+        "recordsExtracted": 40 * (batch + 1), "recordsLoaded": 12 * (batch + 1), "recordsFailed": 1,
+        "recordsLate": 3, "breaker": "closed", **changes,
+    }  # fmt: skip
+
+
+def test_a_streaming_drivers_progress_is_shown_and_read_again_every_few_seconds() -> None:
+    started = decide(STREAMING, decide(STREAMING).status, [running_pod(1)], NOW)
+    shown = decide(STREAMING, started.status, [running_pod(1)], NOW, stream_reports={1: stream_report(4)})
+    stream = shown.status.streaming
+    assert stream is not None
+    assert (stream.run, stream.last_batch_id, stream.batches) == (1, 4, 5)
+    assert (stream.records_extracted, stream.records_loaded, stream.records_failed) == (200, 60, 1)
+    assert (stream.records_late, stream.sink_breaker) == (3, "closed")
+    assert stream.watermark == "2026-11-25T21:50:00.000Z"
+    assert stream.input_rows_per_second == 150.0 and stream.batch_duration_ms == 900
+    assert stream.last_batch_time == format_time(NOW - timedelta(seconds=2))
+    assert stream.observed_at == format_time(NOW)
+    assert shown.requeue_after is not None and shown.requeue_after <= 5
+    assert condition(shown.status, "Ready") == ("True", "DriverRunning")
+    # The same figures later: the status is left as it was, so an idle stream writes nothing.
+    idle = decide(
+        STREAMING, shown.status, [running_pod(1)], NOW + timedelta(seconds=30),
+        stream_reports={1: stream_report(4, lastBatchAgeSeconds=32)},
+    )  # fmt: skip
+    assert idle.status.streaming == stream
+    # No answer (the driver is busy or restarting): the last figures stay.
+    silent = decide(STREAMING, shown.status, [running_pod(1)], NOW + timedelta(seconds=35))
+    assert silent.status.streaming == stream
+
+
+def test_a_stalled_stream_is_stalled_and_not_ready_until_batches_complete_again() -> None:
+    started = decide(STREAMING, decide(STREAMING).status, [running_pod(1)], NOW)
+    message = "the sink breaker is open: the stream pauses until the sink answers"
+    stuck = decide(
+        STREAMING, started.status, [running_pod(1)], NOW,
+        stream_reports={1: stream_report(4, ready=False, stalled=True, breaker="open", message=message)},
+    )  # fmt: skip
+    assert condition(stuck.status, "Stalled") == ("True", "StreamStalled")
+    assert condition(stuck.status, "Ready") == ("False", "StreamStalled")
+    assert stuck.status.streaming is not None and stuck.status.streaming.sink_breaker == "open"
+    assert launches(stuck) == [] and deletes(stuck) == []  # the job's breaker waits; nothing restarts
+    resumed = decide(
+        STREAMING, stuck.status, [running_pod(1)], NOW + timedelta(seconds=60),
+        stream_reports={1: stream_report(5)},
+    )  # fmt: skip
+    assert condition(resumed.status, "Stalled") == ("False", "AsExpected")
+    assert condition(resumed.status, "Ready") == ("True", "DriverRunning")
+
+
+def test_a_progress_report_that_does_not_parse_keeps_the_last_figures() -> None:
+    started = decide(STREAMING, decide(STREAMING).status, [running_pod(1)], NOW)
+    shown = decide(STREAMING, started.status, [running_pod(1)], NOW, stream_reports={1: stream_report(1)})
+    garbled = decide(
+        STREAMING, shown.status, [running_pod(1)], NOW, stream_reports={1: {"lastBatchId": "many"}}
+    )
+    assert garbled.status.streaming == shown.status.streaming
+
+
 def test_streaming_spec_change_replaces_the_driver_gracefully() -> None:
     running = decide(STREAMING, decide(STREAMING).status, [running_pod(1)], NOW)
     changed = decide(STREAMING, running.status, [running_pod(1)], NOW + timedelta(seconds=5), generation=2)
@@ -545,7 +614,7 @@ def test_streaming_driver_is_replaced_when_a_referenced_secret_changes() -> None
     assert first.status.runs[0].secrets_version == "v1"
     running = decide(spec, first.status, [running_pod(1)], NOW, secrets_version="v1")
     assert deletes(running) == []
-    assert running.requeue_after == 60.0  # the Secrets are looked at again in a minute
+    assert running.requeue_after == 5.0  # progress is read again in 5 s, and the Secrets with it
     rotated = decide(
         spec, running.status, [running_pod(1)], NOW + timedelta(seconds=60), secrets_version="v2"
     )

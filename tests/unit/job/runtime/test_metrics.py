@@ -16,6 +16,7 @@ def test_termination_message_is_the_metrics_in_camel_case() -> None:
         "recordsFiltered": 0,
         "recordsLoaded": 8,
         "recordsFailed": 2,
+        "recordsLate": 0,
         "retryCount": 0,
         "durationMs": 0,
         "successRate": 0.8,

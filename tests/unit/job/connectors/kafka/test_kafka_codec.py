@@ -137,9 +137,7 @@ def test_a_record_of_nulls_decodes_when_its_bytes_say_so(spark: SparkSession) ->
         b"\x04",
         avro(OPTIONAL, {"note": "x", "count": 3}),
     ]
-    rows = decoded(
-        spark, values, codec.decode_avro(F.col("value"), OPTIONAL, "optional", confluent=False)
-    )
+    rows = decoded(spark, values, codec.decode_avro(F.col("value"), OPTIONAL, "optional", confluent=False))
     assert [r[:3] for r in rows] == [(None, None, False), (None, None, True), ("x", 3, False)]
 
 
