@@ -89,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--show", type=int, default=0, metavar="N", help="print the first N output rows after the run"
     )
+    run.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="log lines as JSON or text (default: $ETL_LOG_FORMAT, else spec.logging.structured, "
+        "else text on a terminal and JSON elsewhere)",
+    )
+    run.add_argument("--quiet", action="store_true", help="log warnings and errors only, and no progress bar")
 
     validate = commands.add_parser("validate", help="check a pipeline without running it")
     validate.add_argument("config", type=Path)
@@ -122,11 +130,22 @@ def _run(args: argparse.Namespace) -> int:
 
     loaded = load_pipeline(args.config)
     spec = loaded.pipeline.spec
-    logs.configure(str(spec.logging.level), spec.logging.structured, execution_id=args.run_id)
+    terminal = sys.stderr.isatty()
+    structured = spec.logging.structured if "structured" in spec.logging.model_fields_set else None
+    log_format = logs.choose_format(args.log_format, os.environ, structured, terminal)
+    labels = logs.RunLabels.from_env(loaded.pipeline.name, os.environ)
+    level = "WARNING" if args.quiet else str(spec.logging.level)
+    logs.configure(level, log_format, execution_id=args.run_id, labels=labels)
     for warning in loaded.warnings:
         log.warning("conversion: %s", warning, extra={"pipeline": loaded.pipeline.name})
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
-    spark = build_session(loaded.pipeline.name, args.master or None, spec.spark, progress=sys.stderr.isatty())
+    spark = build_session(
+        loaded.pipeline.name,
+        args.master or None,
+        spec.spark,
+        progress=terminal and not args.quiet,
+        log_config=logs.JVM_LOG_CONFIG[log_format],
+    )
     status = loaded.pipeline.status
     context = RunContext(
         pipeline=loaded.pipeline.name,

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import sys
 
 import kopf
 
-from etl_operator import handlers  # noqa: F401 - registers the handlers
+from etl_operator import (
+    handlers,  # noqa: F401 - registers the handlers
+    logs,
+)
 from etl_operator.settings import SettingsError, load_settings
 
 
@@ -26,7 +28,7 @@ def main() -> int:
     except SettingsError as bad:
         print(f"etl-operator: {bad}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     # Replicas coordinate through kopf's peering object (the Helm chart creates it); without a
     # peering name the operator runs alone, and must be the only replica.
     kopf.run(

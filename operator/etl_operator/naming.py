@@ -40,6 +40,12 @@ def run_name(pipeline: str, run: int) -> str:
     return _bounded(f"{pipeline}-run-{run}", _MAX_NAME - len("-driver-svc"))
 
 
+def trace_id(pipeline_uid: str, run: int) -> str:
+    """The run's trace id, a W3C trace-id (32 hex digits): derived from the pipeline's uid and the
+    run number, so every operator replica, before and after a restart, names a run alike."""
+    return hashlib.sha256(f"{pipeline_uid}/{run}".encode()).hexdigest()[:32]
+
+
 def driver_pod_name(pipeline: str, run: int) -> str:
     return f"{run_name(pipeline, run)}-driver"
 

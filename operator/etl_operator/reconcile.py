@@ -33,7 +33,7 @@ from etl_job.contract import (
 from etl_operator.backoff import backoff_delay
 from etl_operator.breaker import may_launch, record_failure, record_success, reset_at
 from etl_operator.conditions import Problem, gitops_conditions
-from etl_operator.naming import ANNOTATION_RERUN, driver_pod_name
+from etl_operator.naming import ANNOTATION_RERUN, driver_pod_name, trace_id
 from etl_operator.observe import (
     ObservedRun,
     Outcome,
@@ -94,6 +94,8 @@ class PipelineView:
     launch_allowed: bool = True
     #: How often a running streaming driver's Secrets are looked at (an operator setting).
     secrets_recheck_seconds: float = 60.0
+    #: metadata.uid: with the run number, it names the run's trace.
+    uid: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class EmitEvent:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+    #: The run the event is about, whose labels go on the operator's log line of it.
+    run: int | None = None
 
 
 Action = LaunchRun | DeletePod | EmitEvent
@@ -140,8 +144,10 @@ class _Work:
     #: Why a run is due but waits for a free slot; None when nothing waits.
     queued: str | None = None
 
-    def event(self, type_: Literal["Normal", "Warning"], reason: str, message: str) -> None:
-        self.actions.append(EmitEvent(type_, reason, message))
+    def event(
+        self, type_: Literal["Normal", "Warning"], reason: str, message: str, run: int | None = None
+    ) -> None:
+        self.actions.append(EmitEvent(type_, reason, message, run))
 
     def delete(self, pod: str, reason: str) -> None:
         if not any(isinstance(a, DeletePod) and a.name == pod for a in self.actions):
@@ -272,7 +278,7 @@ def _track_stopping(work: _Work, record: RunRecord, pod: ObservedRun | None) -> 
     )
     work.put_run(stopped)
     _note_last_run(work, stopped)
-    work.event("Normal", "RunStopped", f"run {record.run} stopped ({record.reason})")
+    work.event("Normal", "RunStopped", f"run {record.run} stopped ({record.reason})", record.run)
 
 
 def _track_alive(
@@ -316,7 +322,7 @@ def _note_progress(work: _Work, spec: ETLPipelineSpec, record: RunRecord, pod: O
     if record.phase != phase or record.executors != executors:
         work.put_run(record.model_copy(update={"phase": phase, "executors": executors}))
         if record.phase != phase and phase == RUN_RUNNING:
-            work.event("Normal", "RunStarted", f"run {record.run}: driver {pod.pod} is running")
+            work.event("Normal", "RunStarted", f"run {record.run}: driver {pod.pod} is running", record.run)
     if executors is not None and phase == RUN_RUNNING and executors.running < executors.requested:
         # Executor pods send the operator no events: look again until all of them run.
         work.wake_at(work.now + timedelta(seconds=EXECUTOR_RECHECK_SECONDS))
@@ -361,7 +367,7 @@ def _complete(
     breaker = spec.error_handling.circuit_breaker
     if outcome.succeeded:
         if circuit.state != CircuitState.closed:
-            work.event("Normal", "CircuitClosed", f"run {record.run} succeeded: circuit closed")
+            work.event("Normal", "CircuitClosed", f"run {record.run} succeeded: circuit closed", record.run)
         high_water_mark = metrics.high_water_mark if metrics and metrics.high_water_mark else None
         work.update(
             circuit=record_success(circuit),
@@ -370,7 +376,7 @@ def _complete(
             high_water_mark=high_water_mark or work.status.high_water_mark,
         )
         loaded = f", {metrics.records_loaded} records loaded" if metrics else ""
-        work.event("Normal", "RunSucceeded", f"run {record.run} succeeded{loaded}")
+        work.event("Normal", "RunSucceeded", f"run {record.run} succeeded{loaded}", record.run)
         return
     opened = record_failure(circuit, breaker, work.now)
     work.update(circuit=opened)
@@ -399,12 +405,16 @@ def _complete(
             "RunFailed",
             f"run {record.run} failed ({outcome.reason}): {outcome.message}; retry {retries}{limit} "
             f"in {_seconds(delay)}",
+            record.run,
         )
     else:
         work.update(backoff_until=None)
         suffix = f"; not retried: {why_not}" if why_not else ""
         work.event(
-            "Warning", "RunFailed", f"run {record.run} failed ({outcome.reason}): {outcome.message}{suffix}"
+            "Warning",
+            "RunFailed",
+            f"run {record.run} failed ({outcome.reason}): {outcome.message}{suffix}",
+            record.run,
         )
 
 
@@ -426,7 +436,7 @@ def _stop(work: _Work, record: RunRecord, reason: str, message: str) -> None:
     work.put_run(record.model_copy(update={"phase": RUN_STOPPING, "reason": reason, "message": message}))
     if record.pod:
         work.delete(record.pod, reason)
-    work.event("Normal", "RunStopping", f"stopping run {record.run} ({reason}): {message}")
+    work.event("Normal", "RunStopping", f"stopping run {record.run} ({reason}): {message}", record.run)
 
 
 def _launch(work: _Work, trigger: _Trigger) -> None:
@@ -439,6 +449,7 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
         start_time=format_time(work.now),
         phase=RUN_PENDING,
         secrets_version=view.secrets_version,
+        trace_id=trace_id(view.uid, run),
     )
     work.put_run(record)
     changes: dict[str, object] = {"run_count": run, "backoff_until": None}
@@ -450,7 +461,7 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
         changes["rerun_token"] = trigger.rerun
     work.update(**changes)
     work.actions.append(LaunchRun(run=run, generation=view.generation))
-    work.event("Normal", "RunLaunched", f"run {run} ({record.pod}) launched: {trigger.why}")
+    work.event("Normal", "RunLaunched", f"run {run} ({record.pod}) launched: {trigger.why}", run)
     work.wake_at(work.now + timedelta(seconds=POD_MISSING_GRACE_SECONDS))
 
 

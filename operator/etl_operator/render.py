@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from etl_job.contract import (
@@ -48,6 +49,9 @@ SPARK_LOCAL_DIR = "/var/lib/spark/local"
 #: `raise SystemExit(main())` under `__main__`. PYTHONSAFEPATH=1 in the driver keeps the file's own
 #: folder (etl_job/) off sys.path, so its modules (spec, logs, ...) cannot shadow top-level imports.
 JOB_ENTRY_POINT = "/opt/etl/venv/lib/python3.11/site-packages/etl_job/cli.py"
+#: Spark's log4j2 settings for JSON lines, beside the entry point in the job package
+#: (etl_job/runtime/log4j2/json.properties): the driver JVM that spark-submit starts reads them.
+JOB_LOG_CONFIG = "runtime/log4j2/json.properties"
 K8S_MASTER = "k8s://https://kubernetes.default.svc"
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
@@ -392,7 +396,14 @@ def submit_conf(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> 
         "spark.kubernetes.executor.podTemplateFile": EXECUTOR_TEMPLATE_FILE,
         "spark.kubernetes.executor.podTemplateContainerName": EXECUTOR_CONTAINER,
     }
-    return {**owned, **spark.conf}
+    conf = {**owned, **spark.conf}
+    log_config = (
+        f"-Dlog4j2.configurationFile=file:{PurePosixPath(defaults.job_entry_point).parent / JOB_LOG_CONFIG}"
+    )
+    # Before the spec's own options, so a -Dlog4j2.configurationFile there wins.
+    java_options = conf.get("spark.driver.extraJavaOptions")
+    conf["spark.driver.extraJavaOptions"] = f"{log_config} {java_options}" if java_options else log_config
+    return conf
 
 
 def driver_env(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[dict[str, Any]]:
@@ -400,6 +411,11 @@ def driver_env(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> l
     env: list[dict[str, Any]] = [
         {"name": "ETL_TERMINATION_LOG", "value": defaults.termination_log},
         {"name": "ETL_RUN_ID", "value": naming.run_name(pipeline.name, run)},
+        # The run's labels on every log line of the driver (etl_job.runtime.logs), JSON in pods.
+        {"name": "ETL_PIPELINE", "value": pipeline.name},
+        {"name": "ETL_GENERATION", "value": str(pipeline.generation)},
+        {"name": "ETL_TRACE_ID", "value": naming.trace_id(pipeline.uid, run)},
+        {"name": "ETL_LOG_FORMAT", "value": "json"},
         {"name": "ETL_SPARK_MASTER", "value": spark_master(pipeline)},
         # The launcher reads it for the driver JVM's heap (local mode has no spark.driver.memory).
         {"name": "SPARK_DRIVER_MEMORY", "value": f"{spark_memory_mib(spark.driver.memory)}m"},

@@ -30,6 +30,8 @@ class Settings:
     max_concurrent_runs: int = 0
     #: ETL_OPERATOR_LOG_LEVEL.
     log_level: str = "INFO"
+    #: json or text; empty: text on a terminal, JSON elsewhere (a pod). ETL_OPERATOR_LOG_FORMAT.
+    log_format: str = ""
     #: Name of the peering object shared by the replicas. ETL_OPERATOR_PEERING_NAME.
     peering_name: str = "sparkops-etl"
     #: Port of /healthz and /readyz. ETL_OPERATOR_HEALTH_PORT.
@@ -48,7 +50,8 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     values = {key[len(PREFIX) :]: value for key, value in environ.items() if key.startswith(PREFIX)}
     known = {
         "WATCH_NAMESPACES", "JOB_IMAGE", "IMAGE_PULL_POLICY", "DRIVER_SERVICE_ACCOUNT",
-        "MAX_CONCURRENT_RUNS", "LOG_LEVEL", "PEERING_NAME", "HEALTH_PORT", "SECRETS_RECHECK_SECONDS",
+        "MAX_CONCURRENT_RUNS", "LOG_LEVEL", "LOG_FORMAT", "PEERING_NAME", "HEALTH_PORT",
+        "SECRETS_RECHECK_SECONDS",
     }  # fmt: skip
     unknown = sorted(set(values) - known)
     if unknown:
@@ -68,6 +71,9 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     log_level = values.get("LOG_LEVEL", defaults.log_level).upper()
     if log_level not in _LOG_LEVELS:
         raise SettingsError(f"{PREFIX}LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}")
+    log_format = values.get("LOG_FORMAT", defaults.log_format).strip().lower()
+    if log_format not in ("", "json", "text"):
+        raise SettingsError(f"{PREFIX}LOG_FORMAT must be json or text, not {log_format!r}")
     image = values.get("JOB_IMAGE", defaults.job_image).strip()
     if not image or " " in image:
         raise SettingsError(f"{PREFIX}JOB_IMAGE must be an image reference, not {image!r}")
@@ -78,6 +84,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         driver_service_account=values.get("DRIVER_SERVICE_ACCOUNT", defaults.driver_service_account),
         max_concurrent_runs=_integer(values, "MAX_CONCURRENT_RUNS", defaults.max_concurrent_runs, minimum=0),
         log_level=log_level,
+        log_format=log_format,
         peering_name=values.get("PEERING_NAME", defaults.peering_name),
         health_port=_integer(values, "HEALTH_PORT", defaults.health_port, minimum=1, maximum=65535),
         secrets_recheck_seconds=_integer(

@@ -17,8 +17,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, field_path
-from etl_operator import kube_io, naming
+from etl_job.contract import ETLPipelineSpec, ETLPipelineStatus, Mode, RunRecord, field_path
+from etl_operator import kube_io, logs, naming
 from etl_operator.capacity import RunSlots
 from etl_operator.driver_progress import fetch_progress
 from etl_operator.metrics import OperatorMetrics, launch_due_at
@@ -112,12 +112,24 @@ def sync_pipeline(
             kube_io.delete_pod(api, namespace, action.name)
         elif isinstance(action, EmitEvent):
             kube_io.emit_event(api, body, action.type, action.reason, action.message)
+            record = _run_record(decision, action.run) if action.run is not None else None
+            log.log(
+                logging.WARNING if action.type == "Warning" else logging.INFO,
+                "%s: %s",
+                action.reason,
+                action.message,
+                extra=logs.run_labels(namespace, name, record, view.generation),
+            )
     kube_io.patch_status(api, namespace, name, status_patch(decision.status))
     if metrics is not None:
         metrics.observe_pass(
             namespace, name, view.status, decision.status, observed, len(launched), launch_latencies
         )
     return SyncResult(decision.requeue_after, tuple(launched))
+
+
+def _run_record(decision: Decision, run: int | None) -> RunRecord | None:
+    return next((r for r in decision.status.runs if r.run == run), None)
 
 
 def with_executor_counts(
@@ -202,6 +214,7 @@ def pipeline_view(body: Mapping[str, Any], spec: ETLPipelineSpec | None) -> Pipe
         status=ETLPipelineStatus.model_validate(body.get("status") or {}),
         annotations=dict(metadata.get("annotations") or {}),
         created_at=parse_time(created) if created else None,
+        uid=str(metadata.get("uid", "")),
     )
 
 
@@ -232,7 +245,21 @@ def launch(
     if manifests.service is not None:
         kube_io.create_if_absent(api, namespace, manifests.service)
     created = kube_io.create_if_absent(api, namespace, manifests.pod)
-    log.info("pipeline %s/%s: run %d %s", namespace, ref.name, action.run, "launched" if created else "found")
+    labels = {
+        "pipeline": ref.name,
+        "namespace": namespace,
+        "run": naming.run_name(ref.name, action.run),
+        "generation": action.generation,
+        "traceId": naming.trace_id(ref.uid, action.run),
+    }
+    log.info(
+        "pipeline %s/%s: run %d %s",
+        namespace,
+        ref.name,
+        action.run,
+        "created" if created else "found",
+        extra=labels,
+    )
 
 
 def status_patch(status: ETLPipelineStatus) -> dict[str, Any]:

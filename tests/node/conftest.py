@@ -12,11 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.infra.mariadb import MySQLServer
 from tests.infra.node import chart
 from tests.infra.node import node as real
+from tests.infra.postgres import PostgresServer
+from tests.infra.s3 import S3Server
 
 OPERATOR_NAMESPACE = chart.OPERATOR_NAMESPACE
 PIPELINES_NAMESPACE = "sparkops-pipelines"
+#: The Secret of the servers' credentials that pipelines in PIPELINES_NAMESPACE reference.
+SECRET = "node-credentials"
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, every: float = 1.0) -> Any:
@@ -49,3 +54,25 @@ def operator(real_node: real.Node) -> Iterator[real.Node]:
     chart.install_operator(real_node, chart.build_images(), [PIPELINES_NAMESPACE])
     yield real_node
     chart.uninstall_operator(real_node)
+
+
+@pytest.fixture(scope="session")
+def credentials(
+    operator: real.Node, node_postgres: PostgresServer, node_mysql: MySQLServer, node_s3: S3Server
+) -> dict[str, str]:
+    values = {
+        "postgres-password": node_postgres.password,
+        "mysql-password": node_mysql.password,
+        "s3-access-key": node_s3.access_key,
+        "s3-secret-key": node_s3.secret_key,
+    }
+    apply(
+        operator,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": PIPELINES_NAMESPACE},
+            "stringData": values,
+        },
+    )
+    return values

@@ -21,36 +21,13 @@ from tests.infra.mariadb import MySQLServer
 from tests.infra.node import node as real
 from tests.infra.postgres import PostgresServer
 from tests.infra.s3 import S3Server
-from tests.node.conftest import OPERATOR_NAMESPACE, PIPELINES_NAMESPACE, apply, get, wait_for
+from tests.node.conftest import OPERATOR_NAMESPACE, PIPELINES_NAMESPACE, SECRET, apply, get, wait_for
 
 pytestmark = pytest.mark.node
 
 LABEL_PIPELINE = "etl.sparkops.io/pipeline"
-SECRET = "node-credentials"
 #: Spark's driver needs the API for executors; one core of the node's two is the driver's.
 SMALL_EXECUTORS = {"spark.kubernetes.executor.request.cores": "200m"}
-
-
-@pytest.fixture(scope="module")
-def credentials(
-    operator: real.Node, node_postgres: PostgresServer, node_mysql: MySQLServer, node_s3: S3Server
-) -> dict[str, str]:
-    values = {
-        "postgres-password": node_postgres.password,
-        "mysql-password": node_mysql.password,
-        "s3-access-key": node_s3.access_key,
-        "s3-secret-key": node_s3.secret_key,
-    }
-    apply(
-        operator,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": SECRET, "namespace": PIPELINES_NAMESPACE},
-            "stringData": values,
-        },
-    )
-    return values
 
 
 def pipeline(name: str, spec: dict[str, Any]) -> dict[str, Any]:

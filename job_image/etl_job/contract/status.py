@@ -57,6 +57,9 @@ class RunRecord(SpecModel):
     message: str | None = None
     metrics: RunMetrics | None = None
     executors: ExecutorCounts | None = None
+    trace_id: str | None = Field(
+        default=None, description="On every log line of the run, the operator's and the driver's."
+    )
     secrets_version: str | None = Field(
         default=None,
         description="Digest of the referenced Secrets' resourceVersions at launch (no values): a "

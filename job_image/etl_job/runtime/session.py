@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from etl_job.contract import SparkSettings
@@ -15,16 +16,25 @@ from etl_job.contract import SparkSettings
 #: splits per slot even the waves out at the cost of a few more tasks.
 SPLITS_PER_SLOT = 3
 MIN_SPLITS = "spark.sql.files.minPartitionNum"
+#: The run's labels, which the executors' JVM log layout reads from their environment too.
+LABEL_ENV = ("ETL_PIPELINE", "POD_NAMESPACE", "ETL_RUN_ID", "ETL_GENERATION", "ETL_TRACE_ID")
 
 
-def build_session(app_name: str, master: str | None, settings: SparkSettings, progress: bool = False) -> Any:
+def build_session(
+    app_name: str,
+    master: str | None,
+    settings: SparkSettings,
+    progress: bool = False,
+    log_config: Path | None = None,
+) -> Any:
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    for key, value in session_conf(settings, progress, os.environ.get("ETL_SPARK_JARS")).items():
+    conf = session_conf(settings, progress, os.environ.get("ETL_SPARK_JARS"), log_config)
+    for key, value in conf.items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel("WARN")
@@ -32,8 +42,12 @@ def build_session(app_name: str, master: str | None, settings: SparkSettings, pr
     return session
 
 
-def session_conf(settings: SparkSettings, progress: bool = False, jars: str | None = None) -> dict[str, str]:
-    """The job's Spark configuration: its defaults, then the spec's own settings over them."""
+def session_conf(
+    settings: SparkSettings, progress: bool = False, jars: str | None = None, log_config: Path | None = None
+) -> dict[str, str]:
+    """The job's Spark configuration: its defaults, then the spec's own settings over them. A
+    log4j2 file, when given, is the driver's and the executors' (the driver's takes effect where
+    this session starts the JVM, in local mode; spark-submit is given it by the operator)."""
     defaults = {
         "spark.ui.enabled": "false",
         "spark.ui.showConsoleProgress": "true" if progress else "false",
@@ -47,7 +61,16 @@ def session_conf(settings: SparkSettings, progress: bool = False, jars: str | No
     }
     if jars:
         defaults["spark.driver.extraClassPath"] = jars
-    return {**defaults, **settings.conf}
+    conf = {**defaults, **settings.conf}
+    if log_config is not None:
+        option = f"-Dlog4j2.configurationFile=file:{log_config}"
+        for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+            # Before the spec's own options, so a -Dlog4j2.configurationFile there wins.
+            conf[key] = " ".join(filter(None, (option, conf.get(key))))
+        for name in LABEL_ENV:
+            if os.environ.get(name):
+                conf.setdefault(f"spark.executorEnv.{name}", os.environ[name])
+    return conf
 
 
 def size_file_splits(session: Any, settings: SparkSettings) -> None:

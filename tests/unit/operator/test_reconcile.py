@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from etl_job.contract import CircuitState, CircuitStatus, ETLPipelineSpec, ETLPipelineStatus, Phase, RunRecord
+from etl_operator.naming import trace_id
 from etl_operator.observe import format_time, observe_pod
 from etl_operator.reconcile import (
     Action,
@@ -32,6 +33,7 @@ from tests.unit.operator.test_observe import (
 )
 
 Pod = dict[str, Any]
+PIPELINE_UID = "5d6f0c1e-7d8a-4e59-9b1c-2f3a4b5c6d7e"
 
 
 def decide(
@@ -59,6 +61,7 @@ def decide(
         created_at=created_at,
         secrets_version=secrets_version,
         launch_allowed=launch_allowed,
+        uid=PIPELINE_UID,
     )
     observed = [observe_pod(p) for p in pods]
     reports = stream_reports or {}
@@ -106,7 +109,12 @@ def test_first_reconcile_launches_run_1() -> None:
     assert status.phase == Phase.pending
     assert status.observed_generation == 1
     assert status.current_run == RunRecord(
-        run=1, pod="orders-run-1-driver", generation=1, start_time="2026-11-25T22:00:00Z", phase="Pending"
+        run=1,
+        pod="orders-run-1-driver",
+        generation=1,
+        start_time="2026-11-25T22:00:00Z",
+        phase="Pending",
+        trace_id=trace_id(PIPELINE_UID, 1),
     )
     assert condition(status, "Ready") == ("False", "RunInProgress")
     assert condition(status, "Running") == ("True", "RunActive")

@@ -143,6 +143,10 @@ def test_local_mode_pod_is_exactly_this() -> None:
                     "env": [
                         {"name": "ETL_TERMINATION_LOG", "value": "/dev/termination-log"},
                         {"name": "ETL_RUN_ID", "value": "user-summary-run-7"},
+                        {"name": "ETL_PIPELINE", "value": "user-summary"},
+                        {"name": "ETL_GENERATION", "value": "3"},
+                        {"name": "ETL_TRACE_ID", "value": naming.trace_id("uid-1234", 7)},
+                        {"name": "ETL_LOG_FORMAT", "value": "json"},
                         {"name": "ETL_SPARK_MASTER", "value": "local[2]"},
                         {"name": "SPARK_DRIVER_MEMORY", "value": "2048m"},
                         {"name": "SPARK_LOCAL_DIRS", "value": "/var/lib/spark/local"},
@@ -352,9 +356,20 @@ def test_a_local_mode_run_has_no_executor_template() -> None:
     assert set(manifests.config_map["data"]) == {"pipeline.json"}
 
 
-def test_every_conf_the_operator_sets_is_refused_in_the_spec() -> None:
+def test_every_conf_the_operator_sets_is_refused_in_the_spec_or_merged_with_it() -> None:
     owned = submit_conf(_pipeline(_spec(spark={"executors": 2})), 7, DEFAULTS)
-    assert set(owned) <= set(OPERATOR_CONF)
+    assert set(owned) - {"spark.driver.extraJavaOptions"} <= set(OPERATOR_CONF)
+
+
+def test_the_driver_jvm_logs_json_and_keeps_the_specs_own_java_options() -> None:
+    entry = "/opt/etl/venv/lib/python3.11/site-packages/etl_job"
+    ours = f"-Dlog4j2.configurationFile=file:{entry}/runtime/log4j2/json.properties"
+    plain = submit_conf(_pipeline(_distributed()), 7, DEFAULTS)
+    assert plain["spark.driver.extraJavaOptions"] == ours
+    mine = "-XX:+UseG1GC -Dlog4j2.configurationFile=file:/etc/mine.properties"
+    tuned = submit_conf(_pipeline(_distributed({"spark.driver.extraJavaOptions": mine})), 7, DEFAULTS)
+    # The spec's options come last: for the JVM the last -D of a name wins.
+    assert tuned["spark.driver.extraJavaOptions"] == f"{ours} {mine}"
 
 
 @pytest.mark.parametrize(
