@@ -1,6 +1,8 @@
 """The operator's Prometheus metrics, derived from what each pass decided (its actions and the
 status before and after), never from inside reconcile. Low cardinality: no run ids as labels,
-and `pipeline` only on the circuit gauge (one series per pipeline, dropped when it is deleted)."""
+and `pipeline` only on the circuit gauge and the run records (a few series per pipeline, dropped
+when it is deleted). A batch driver lives too briefly to be scraped: the records its runs report
+in their termination messages are counted here."""
 
 from __future__ import annotations
 
@@ -21,6 +23,14 @@ __all__ = ["CONTENT_TYPE_LATEST", "OperatorMetrics", "finished_runs", "launch_du
 #: Run record phases that end a run (reconcile.py owns them).
 _ENDED = {"Succeeded": "succeeded", "Failed": "failed", "Stopped": "stopped"}
 CIRCUIT_VALUES = {CircuitState.closed: 0, CircuitState.half_open: 1, CircuitState.open: 2}
+#: Stage label of etl_operator_run_records_total, and the run metric behind it.
+RECORD_STAGES = {
+    "extracted": "records_extracted",
+    "filtered": "records_filtered",
+    "loaded": "records_loaded",
+    "failed": "records_failed",
+    "late": "records_late",
+}
 #: Seconds: a launch is quick, a driver may wait for an image pull or a node.
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -86,6 +96,12 @@ class OperatorMetrics:
             ["reason"],
             registry=self.registry,
         )
+        self.run_records = Counter(
+            "etl_operator_run_records",
+            "Records of ended runs by stage, as each driver reported them.",
+            ["pipeline", "stage"],
+            registry=self.registry,
+        )
         self.circuit_state = Gauge(
             "etl_operator_circuit_state",
             "Circuit breaker of each pipeline: 0 closed, 1 half-open, 2 open.",
@@ -137,6 +153,9 @@ class OperatorMetrics:
             self.runs_finished.labels(_ENDED[record.phase or ""]).inc()
             if record.phase == "Failed":
                 self.run_failures.labels(record.reason or "Unknown").inc()
+            if record.metrics is not None:
+                for stage, field in RECORD_STAGES.items():
+                    self.run_records.labels(f"{namespace}/{name}", stage).inc(getattr(record.metrics, field))
         for latency in started_runs(previous, current, observed):
             self.driver_start_latency.observe(latency)
         circuit = current.circuit.state if current.circuit is not None else CircuitState.closed
@@ -149,6 +168,9 @@ class OperatorMetrics:
         """A deleted pipeline: its series go."""
         with contextlib.suppress(KeyError):
             self.circuit_state.remove(f"{namespace}/{name}")
+        for stage in RECORD_STAGES:
+            with contextlib.suppress(KeyError):
+                self.run_records.remove(f"{namespace}/{name}", stage)
         with self._lock:
             self._phases.pop((namespace, name), None)
             self._count_phases()

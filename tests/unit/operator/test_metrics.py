@@ -50,6 +50,13 @@ def test_a_run_launched_started_and_succeeded_is_counted_once() -> None:
     assert seen["etl_operator_circuit_state", (("pipeline", "analytics/orders"),)] == 0
     assert seen["etl_operator_pipelines", (("phase", "Succeeded"),)] == 1
     assert seen["etl_operator_pipelines", (("phase", "Running"),)] == 0
+    # The driver's termination message (recordsExtracted 10, loaded 9, failed 1), counted once.
+    orders = ("pipeline", "analytics/orders")
+    assert seen["etl_operator_run_records_total", (orders, ("stage", "extracted"))] == 10
+    assert seen["etl_operator_run_records_total", (orders, ("stage", "loaded"))] == 9
+    assert seen["etl_operator_run_records_total", (orders, ("stage", "failed"))] == 1
+    metrics.forget("analytics", "orders")
+    assert ("etl_operator_run_records_total", (orders, ("stage", "loaded"))) not in samples(metrics)
 
 
 def test_failures_by_reason_the_open_circuit_and_a_deleted_pipeline() -> None:
@@ -77,7 +84,7 @@ def test_every_phase_is_a_series_and_no_run_id_is_a_label() -> None:
     for name, shown in every_phase().items():
         metrics.observe_pass("a", name, ETLPipelineStatus(), shown.status, [], 0, [])
     labels = {label for (_, pairs) in samples(metrics) for label, _ in pairs}
-    assert labels <= {"result", "reason", "pipeline", "phase", "le"}
+    assert labels <= {"result", "reason", "pipeline", "stage", "phase", "le"}
     phases = {dict(pairs)["phase"] for (name, pairs) in samples(metrics) if name == "etl_operator_pipelines"}
     assert phases == {"Pending", "Running", "Succeeded", "Failed", "Backoff", "CircuitOpen", "Suspended"}
 
