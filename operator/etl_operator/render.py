@@ -317,16 +317,19 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
     streaming = pipeline.spec.streaming
     if pipeline.spec.mode == "streaming" and streaming is not None:
         # The job serves /healthz and /readyz (etl_job.streaming): a stalled query is not ready,
-        # and a driver that stops answering is restarted by the kubelet.
+        # and a driver that stops answering is restarted by the kubelet. The port also serves
+        # /progress (read by the operator) and /metrics, named as the chart's PodMonitor scrapes.
         port = streaming.health_port
-        container.setdefault("ports", []).append({"name": "health", "containerPort": port, "protocol": "TCP"})
+        container.setdefault("ports", []).append(
+            {"name": "metrics", "containerPort": port, "protocol": "TCP"}
+        )
         container["readinessProbe"] = {
-            "httpGet": {"path": "/readyz", "port": "health"},
+            "httpGet": {"path": "/readyz", "port": "metrics"},
             "periodSeconds": 10,
             "failureThreshold": 3,
         }
         container["livenessProbe"] = {
-            "httpGet": {"path": "/healthz", "port": "health"},
+            "httpGet": {"path": "/healthz", "port": "metrics"},
             # The JVM and the query take a while to start on a small node.
             "initialDelaySeconds": 60,
             "periodSeconds": 20,

@@ -228,9 +228,9 @@ def test_streaming_drivers_are_probed_on_their_health_port_and_batch_drivers_are
         extract={"sourceType": "Kafka", "bootstrapServers": "kafka:9092", "topic": "events"},
     )
     container = driver_container(_pipeline(streaming), 7, DEFAULTS)
-    assert {"name": "health", "containerPort": 8181, "protocol": "TCP"} in container["ports"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "metrics", "containerPort": 8181, "protocol": "TCP"} in container["ports"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     batch = driver_container(_pipeline(), 7, DEFAULTS)
     assert "readinessProbe" not in batch and "livenessProbe" not in batch and "ports" not in batch
 
