@@ -4,6 +4,8 @@
   etl validate CONFIG   check the spec, its schema files and its SQL, without running it
   etl convert OLD.json  print the ETLPipeline YAML equivalent of a pipeline in the older format
   etl crd               print the ETLPipeline CustomResourceDefinition
+  etl vault ...         keep Secret values for local runs in an encrypted file (init, set, get,
+                        list, rm, export-secret)
 
 Exit codes: 0 success, 2 configuration error, 3 data error, 4 infrastructure error (a source or
 sink unavailable), 1 anything else. The operator classifies runs by them."""
@@ -32,7 +34,9 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "validate": _validate, "convert": _convert, "crd": _crd}[args.command]
+    command = {"run": _run, "validate": _validate, "convert": _convert, "crd": _crd, "vault": _vault}[
+        args.command
+    ]
     try:
         return command(args)
     except EtlError as failed:
@@ -97,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         "else text on a terminal and JSON elsewhere)",
     )
     run.add_argument("--quiet", action="store_true", help="log warnings and errors only, and no progress bar")
+    secrets = run.add_mutually_exclusive_group()
+    secrets.add_argument(
+        "--vault",
+        type=Path,
+        default=None,
+        help="take Secret values the environment lacks from this vault (default: $ETL_VAULT, "
+        "else ~/.config/sparkops-etl/vault.enc), opened with $VAULT_MASTER_KEY",
+    )
+    secrets.add_argument(
+        "--kube-secrets",
+        action="store_true",
+        help="take Secret values the environment lacks from the current kubeconfig's cluster instead",
+    )
 
     validate = commands.add_parser("validate", help="check a pipeline without running it")
     validate.add_argument("config", type=Path)
@@ -107,7 +124,47 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("config", type=Path)
 
     commands.add_parser("crd", help="print the ETLPipeline CustomResourceDefinition")
+    _vault_parser(commands)
     return parser
+
+
+def _vault_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`etl vault`: values come from stdin (or a prompt), never from the command line."""
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument(
+        "--vault",
+        type=Path,
+        default=None,
+        help="the vault file (default: $ETL_VAULT, else ~/.config/sparkops-etl/vault.enc)",
+    )
+    vault = commands.add_parser(
+        "vault",
+        help="keep Secret values for local runs in a file encrypted with $VAULT_MASTER_KEY",
+        description="Entries are named as Kubernetes Secret references are: Secret name and key. "
+        "`etl run` takes the values a pipeline's references need from here when the environment "
+        "lacks them. The master key comes from $VAULT_MASTER_KEY.",
+    )
+    actions = vault.add_subparsers(dest="vault_command", required=True)
+    actions.add_parser("init", parents=[where], help="create an empty vault")
+    put = actions.add_parser(
+        "set", parents=[where], help="set NAME KEY to the value on stdin (one trailing newline dropped)"
+    )
+    put.add_argument("name", help="Secret name, as a credentialsRef names it")
+    put.add_argument("key", help="key inside the Secret")
+    put.add_argument("--keep-newline", action="store_true", help="keep a trailing newline of the value")
+    get = actions.add_parser("get", parents=[where], help="print the value of NAME KEY")
+    get.add_argument("name")
+    get.add_argument("key")
+    listing = actions.add_parser("list", parents=[where], help="print NAME KEY of each entry, no values")
+    listing.add_argument("name", nargs="?", help="only this Secret's keys")
+    remove = actions.add_parser("rm", parents=[where], help="remove KEY of NAME, or all of NAME")
+    remove.add_argument("name")
+    remove.add_argument("key", nargs="?")
+    export = actions.add_parser(
+        "export-secret", parents=[where], help="print the Kubernetes Secret NAME with all its keys"
+    )
+    export.add_argument("name")
+    export.add_argument("-n", "--namespace", default=None, help="put metadata.namespace in the manifest")
 
 
 def schema_dirs(explicit: list[Path] | None, config: Path) -> list[Path]:
@@ -138,6 +195,11 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(level, log_format, execution_id=args.run_id, labels=labels)
     for warning in loaded.warnings:
         log.warning("conversion: %s", warning, extra={"pipeline": loaded.pipeline.name})
+    try:
+        env = _secret_env(args, loaded)
+    except EtlError as failed:
+        _report_failure(loaded, args.termination_log, failed)
+        return failed.exit_code
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
     spark = build_session(
         loaded.pipeline.name,
@@ -156,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
         schemas=schemas,
         high_water_mark=args.high_water_mark or (status.high_water_mark if status else None),
         task_slots=task_slots(spark, spec.spark),
+        env=env,
     )
     try:
         if spec.mode == "streaming":
@@ -187,6 +250,24 @@ def _run(args: argparse.Namespace) -> int:
         _show_output(loaded, context, args.show)
     spark.stop()
     return 0
+
+
+def _secret_env(args: argparse.Namespace, loaded: LoadedPipeline) -> dict[str, str]:
+    """The environment connectors take Secret values from: the process's, completed from the
+    vault, or with --kube-secrets from the cluster, for the references it lacks (an env var
+    wins). The master key is taken out of the process's environment, so Spark never inherits it."""
+    from etl_job.runtime import secret_sources, vault
+
+    master_key = os.environ.pop(vault.MASTER_KEY_ENV, "")
+    env = dict(os.environ)
+    if args.kube_secrets:
+        source = secret_sources.kube_source(loaded.pipeline.metadata.get("namespace"))
+    else:
+        path = vault.vault_path(args.vault, env)
+        source = secret_sources.vault_source(
+            path, lambda: vault.master_key({vault.MASTER_KEY_ENV: master_key})
+        )
+    return secret_sources.resolve_secrets(loaded.pipeline.spec.secret_refs(), env, source)
 
 
 def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseException) -> None:
@@ -263,6 +344,83 @@ def _crd(args: argparse.Namespace) -> int:
 
     print(crd_yaml(), end="")
     return 0
+
+
+def _vault(args: argparse.Namespace) -> int:
+    from etl_job.runtime import vault
+
+    path = vault.vault_path(args.vault, os.environ)
+    action = args.vault_command
+    if action == "init":
+        vault.create_vault(path, vault.master_key(os.environ))
+        print(f"created the vault {path}", file=sys.stderr)
+        return 0
+    if action == "set":
+        vault.check_entry_name(args.name, args.key)
+        value = _value_from_stdin(args.keep_newline)
+
+        def put(entries: vault.Entries) -> vault.Entries:
+            return {**entries, args.name: {**entries.get(args.name, {}), args.key: value}}
+
+        vault.update_vault(path, vault.master_key(os.environ), put)
+        return 0
+    if action == "rm":
+
+        def remove(entries: vault.Entries) -> vault.Entries:
+            keys = _entry(entries, args.name, args.key, path)
+            rest = {key: value for key, value in keys.items() if args.key not in (None, key)}
+            return {name: found for name, found in entries.items() if name != args.name} | (
+                {args.name: rest} if rest else {}
+            )
+
+        vault.update_vault(path, vault.master_key(os.environ), remove)
+        return 0
+    entries = vault.read_vault(path, vault.master_key(os.environ))
+    if action == "get":
+        value = _entry(entries, args.name, args.key, path)[args.key]
+        sys.stdout.write(value + ("\n" if sys.stdout.isatty() else ""))
+    elif action == "list":
+        names = [args.name] if args.name else sorted(entries)
+        for name in names:
+            for key in sorted(_entry(entries, name, None, path)):
+                print(name, key)
+    else:  # export-secret
+        print(
+            vault.secret_manifest(args.name, _entry(entries, args.name, None, path), args.namespace), end=""
+        )
+    return 0
+
+
+def _entry(entries: dict[str, dict[str, str]], name: str, key: str | None, path: Path) -> dict[str, str]:
+    """The keys of entry `name`, or VaultError if it (or its `key`) is not in the vault."""
+    from etl_job.runtime.vault import VaultError
+
+    keys = entries.get(name, {})
+    if not keys or (key is not None and key not in keys):
+        what = f"key {key} of {name}" if key is not None and keys else name
+        raise VaultError(f"no {what} in the vault {path} (etl vault list shows what is there)")
+    return keys
+
+
+def _value_from_stdin(keep_newline: bool) -> str:
+    """A secret value: typed at a prompt without echo on a terminal, else all of stdin, less
+    one trailing newline unless `keep_newline` (a file or `echo` ends with one, a password not)."""
+    from etl_job.runtime.vault import VaultError
+
+    if sys.stdin.isatty():
+        import getpass
+
+        value = getpass.getpass("value (not echoed): ")
+    else:
+        try:
+            value = sys.stdin.buffer.read().decode()
+        except UnicodeDecodeError:
+            raise VaultError("the value on stdin is not UTF-8 text") from None
+        if not keep_newline:
+            value = value.removesuffix("\n") if not value.endswith("\r\n") else value[:-2]
+    if not value:
+        raise VaultError("no value on stdin: etl vault set NAME KEY < FILE")
+    return value
 
 
 if __name__ == "__main__":

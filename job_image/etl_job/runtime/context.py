@@ -42,8 +42,9 @@ class RunContext:
     spark: Any
     #: Folder of the manifest: relative paths in the spec are taken from here.
     base_dir: Path | None = None
-    #: Where credentials come from (Secret values injected as env vars); never logged.
-    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    #: Where credentials come from (Secret values injected as env vars, or from the local vault);
+    #: never logged, and left out of the context's repr.
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ), repr=False)
     #: The run's identity, as the operator numbers runs; carried in Kafka headers and dead letters.
     run_id: str = "local"
     #: errorHandling.tolerance: "none" fails the run on a bad record, "all" sets it aside.
