@@ -5,6 +5,7 @@ limit), clean-up on delete, adoption by a new operator pod, and no secret value 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -176,7 +177,39 @@ def test_batch_with_two_executors_upserts_exact_rows_from_s3_into_postgres(
         cur.execute(f"SELECT user_id, events, total FROM {table} ORDER BY user_id")
         rows = cur.fetchall()
     assert {user: (events, total) for user, events, total in rows} == expected
+    assert_one_trace(operator, name, status["lastRun"])
     delete_pipeline(operator, name)
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    lines = []
+    for line in text.splitlines():
+        if line.startswith("{"):
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(line))
+    return lines
+
+
+def assert_one_trace(node: real.Node, name: str, run: dict[str, Any]) -> None:
+    """The run's traceId is on the operator's lines about the run and on the driver's own, the
+    Python job's and Spark's JVM lines alike: one query follows the run across both planes."""
+    trace = run["traceId"]
+    assert len(trace) == 32 and int(trace, 16) >= 0
+    driver = json_lines(node.kubectl_run("logs", run["pod"], "-n", PIPELINES_NAMESPACE).stdout)
+    traced = [line for line in driver if line.get("traceId") == trace]
+    assert any(line["logger"].startswith("etl_job") for line in traced), driver[-5:]
+    assert any(line["logger"].startswith("org.apache.spark") for line in traced), driver[-5:]
+    for line in traced:
+        assert (line["pipeline"], line["namespace"]) == (name, PIPELINES_NAMESPACE)
+        assert line["run"] == f"{name}-run-{run['run']}" and line["generation"] == str(run["generation"])
+    operator = json_lines(
+        node.kubectl_run(
+            "logs", "-n", OPERATOR_NAMESPACE, "-l", "app.kubernetes.io/name=sparkops-etl", "--tail=-1",
+            "--max-log-requests=4",
+        ).stdout
+    )  # fmt: skip
+    messages = {line["message"].split(":")[0] for line in operator if line.get("traceId") == trace}
+    assert {"RunLaunched", "RunStarted", "RunSucceeded"} <= messages, messages
 
 
 def test_local_mode_pipeline_loads_exact_rows_from_kafka_into_mysql(
