@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 export ETL_CACHE_DIR ?= $(HOME)/.cache/sparkops-etl
 PYTEST_ARGS ?=
 
-.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio helm kafka spark-jars functions images image-system-packages node node-system-packages sandbox sandbox-down bench-cluster clean
+.PHONY: run test unit bench bench-operator bench-db bench-kafka lint crds system-packages test-system-packages components kube minio prometheus helm kafka spark-jars functions images image-system-packages node node-system-packages sandbox sandbox-down bench-cluster clean
 
 ## run: run the quickstart pipeline in local Spark mode on the sample data in examples/
 run: system-packages $(VENV)/.installed
@@ -89,7 +89,7 @@ sandbox-down: $(VENV)/.installed
 	$(BIN)/python -m tests.infra.sandbox down
 
 ## components: build or fetch every harness component into $(ETL_CACHE_DIR) (cached by version), and the images
-components: kube node minio helm kafka spark-jars functions images
+components: kube node minio prometheus helm kafka spark-jars functions images
 
 kube:
 	tests/infra/build/build-kube.sh
@@ -97,6 +97,8 @@ node:
 	tests/infra/build/build-node.sh
 minio:
 	tests/infra/build/build-minio.sh
+prometheus:
+	tests/infra/build/build-prometheus.sh
 helm:
 	tests/infra/build/build-helm.sh
 kafka:

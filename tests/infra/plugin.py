@@ -18,6 +18,7 @@ from tests.infra.kube import KubeCluster, existing_cluster, start_local_control_
 from tests.infra.mariadb import MySQLServer, start_mariadb
 from tests.infra.postgres import PostgresServer, start_postgres
 from tests.infra.process import TIMINGS, WORKDIRS, HarnessError, ServerProcess
+from tests.infra.prometheus import PrometheusServer, start_prometheus
 from tests.infra.s3 import S3Server, start_s3
 
 TEST_NAMESPACE_LABEL = "etl.sparkops.io/test-namespace"
@@ -111,6 +112,15 @@ def kafka() -> Iterator[KafkaBroker]:
 def s3() -> Iterator[S3Server]:
     server = start_s3()
     _PROCESSES_BY_FIXTURE["s3"] = [server.process]
+    yield server
+    server.process.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[PrometheusServer]:
+    """Prometheus on loopback, scraping every second what a test names with `prometheus.scrape`."""
+    server = start_prometheus()
+    _PROCESSES_BY_FIXTURE["prometheus"] = [server.process]
     yield server
     server.process.stop()
 
