@@ -80,6 +80,7 @@ class SinkBreaker:
         policy: CircuitBreakerPolicy,
         stop: threading.Event,
         sleep: Callable[[float], bool] | None = None,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.policy = policy
         self.state = "closed"
@@ -87,6 +88,7 @@ class SinkBreaker:
         self.opened = 0
         self._stop = stop
         self._sleep = sleep or stop.wait
+        self._on_change = on_change
 
     def call(self, attempt: Callable[[], RunMetrics]) -> RunMetrics:
         """`attempt` until it succeeds; a SinkRejected counts as a failure, anything else is raised."""
@@ -123,6 +125,10 @@ class SinkBreaker:
         if state != self.state:
             log.warning("sink breaker %s -> %s", self.state, state, extra={"breaker": state})
         self.state = state
+        # Told at once: the batch waits inside call() while open, and /progress and /readyz
+        # must say so during the pause, not once the sink is back.
+        if self._on_change is not None:
+            self._on_change(state)
 
 
 # --- progress and health -------------------------------------------------------------------------
@@ -303,7 +309,9 @@ class StreamingRun:
         self.schemas = schemas
         self.stop = stop or threading.Event()
         self.progress = StreamProgress()
-        self.breaker = SinkBreaker(spec.error_handling.circuit_breaker, self.stop)
+        self.breaker = SinkBreaker(
+            spec.error_handling.circuit_breaker, self.stop, on_change=self._breaker_changed
+        )
         #: Held while a batch writes: stopping takes it, so a stop falls between batches.
         self.batch_lock = threading.Lock()
         self.split = stateful_index(pipeline)
@@ -312,6 +320,9 @@ class StreamingRun:
         self._batches_at_restart = 0
         #: Time of the last trigger whose progress is counted.
         self._last_trigger = ""
+
+    def _breaker_changed(self, state: str) -> None:
+        self.progress.breaker = state
 
     # -- building the query --
 

@@ -60,6 +60,28 @@ def test_the_breaker_opens_pauses_half_opens_and_closes_when_the_sink_is_back() 
     assert breaker.state == "closed" and breaker.failures == 0
 
 
+def test_the_progress_reports_the_breaker_open_while_the_batch_pauses() -> None:
+    progress = StreamProgress(active=True)
+    seen_in_pause: list[tuple[str, bool]] = []
+
+    def pause(seconds: float) -> bool:
+        seen_in_pause.append((progress.breaker, progress.ready(300)[0]))
+        return False
+
+    breaker = SinkBreaker(
+        CircuitBreakerPolicy(failure_threshold=1, reset_timeout_seconds=30),
+        threading.Event(),
+        sleep=pause,
+        on_change=lambda state: setattr(progress, "breaker", state),
+    )
+    _, attempt = _flaky(2)
+
+    breaker.call(attempt)  # type: ignore[arg-type]
+
+    assert seen_in_pause == [("open", False), ("open", False)]
+    assert progress.breaker == "closed"
+
+
 def test_a_stop_while_the_breaker_is_open_ends_the_batch_uncommitted() -> None:
     stop = threading.Event()
     breaker = SinkBreaker(

@@ -325,7 +325,9 @@ def write_messages(
         secrets=secrets,
     )
     try:
-        with _written_through_v2(context.spark):
+        # The frame's own session: a streaming micro-batch's is a clone of context.spark, made
+        # when the query started, and the writer reads the V1 source list from it.
+        with _written_through_v2(messages.sparkSession):
             messages.write.format("kafka").mode("append").options(**options).save()
     except Exception as failed:
         if record_violation(failed) is not None:
