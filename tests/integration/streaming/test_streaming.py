@@ -6,196 +6,24 @@ files and stops. Small: hundreds of rows, 1-second triggers."""
 
 from __future__ import annotations
 
-import ctypes
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
 
-import pytest
-import yaml
-from confluent_kafka import Producer
-
-from etl_job.contract import SecretKeyRef, secret_env_name
 from tests.infra.kafka import KafkaBroker
 from tests.infra.postgres import PostgresServer
-from tests.infra.spark import connector_jars
-from tests.infra.versions import REPO_ROOT
-
-PASSWORD = SecretKeyRef(name="pg", key="password")
-EVENT_SCHEMA = {
-    "type": "record",
-    "name": "StreamEvent",
-    "fields": [
-        {"name": "event_id", "type": "long"},
-        {"name": "user_id", "type": "string"},
-        {"name": "amount", "type": "long"},
-        {"name": "event_time", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    ],
-}
-USERS = ["ada", "grace", "linus", "ken"]
-BASE_MS = 1_700_000_000_000 - 1_700_000_000_000 % 60_000  # a minute boundary
-
-
-def _events(count: int) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": i,
-            "user_id": USERS[i % len(USERS)],
-            "amount": i % 7 + 1,
-            # Spread over three minutes, in order, so no event is late for the watermark.
-            "event_time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((BASE_MS + i * 900) / 1000)),
-        }
-        for i in range(count)
-    ]
-
-
-def _produce(kafka: KafkaBroker, topic: str, events: list[dict[str, Any]]) -> None:
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
-    for event in events:
-        producer.produce(topic, json.dumps(event).encode())
-    producer.flush(30)
-
-
-def _die_with_the_test() -> None:
-    """In the driver before exec: SIGKILL when the test process dies, however it dies, so no
-    driver outlives a killed test run and reads from servers that are gone."""
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _batch_ids(folder: Path) -> list[int]:
-    return sorted(int(p.name) for p in folder.glob("[0-9]*")) if folder.is_dir() else []
-
-
-def _manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "etl.sparkops.io/v1alpha1",
-        "kind": "ETLPipeline",
-        "metadata": {"name": name},
-        "spec": spec,
-    }
-
-
-def _postgres_sink(postgres: PostgresServer, table: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "sinkType": "PostgreSQL",
-        "table": table,
-        "connection": {"host": postgres.host, "port": postgres.port, "database": postgres.database,
-                       "user": postgres.user},
-        "credentialsRef": {"name": PASSWORD.name, "key": PASSWORD.key},
-        **extra,
-    }  # fmt: skip
-
-
-def _kafka_source(kafka: KafkaBroker, topic: str) -> dict[str, Any]:
-    return {"sourceType": "Kafka", "bootstrapServers": kafka.bootstrap_servers, "topic": topic,
-            "schemaName": "stream-event"}  # fmt: skip
-
-
-class Driver:
-    """One `etl run` of a streaming manifest, as a process a test can signal."""
-
-    #: Every driver of the running test, killed at its end (_no_driver_outlives_its_test).
-    started: ClassVar[list[Driver]] = []
-
-    def __init__(self, folder: Path, manifest: dict[str, Any], postgres: PostgresServer | None) -> None:
-        (folder / "schemas").mkdir(exist_ok=True)
-        (folder / "schemas" / "stream-event.avsc").write_text(json.dumps(EVENT_SCHEMA))
-        self.config = folder / "pipeline.yaml"
-        self.config.write_text(yaml.safe_dump(manifest))
-        self.folder = folder
-        self.env = {
-            **os.environ,
-            "ETL_SPARK_JARS": os.pathsep.join(str(jar) for jar in connector_jars()),
-            "PYTHONPATH": str(REPO_ROOT / "job_image"),
-            "ETL_HEALTH_PORT": "0",
-        }
-        if postgres is not None:
-            self.env[secret_env_name(PASSWORD)] = postgres.password
-        self.runs = 0
-        self.processes: list[subprocess.Popen[str]] = []
-        Driver.started.append(self)
-
-    def kill_all(self) -> None:
-        """No driver outlives its test (and the servers the session stops after it)."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(30)
-
-    def start(self, trigger: dict[str, Any] | None = None) -> subprocess.Popen[str]:
-        manifest = yaml.safe_load(self.config.read_text())
-        if trigger is not None:
-            manifest["spec"]["streaming"]["trigger"] = trigger
-            self.config.write_text(yaml.safe_dump(manifest))
-        self.runs += 1
-        self.log = self.folder / f"run-{self.runs}.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "etl_job.cli", "run", str(self.config), "--master", "local[2]",
-             "--termination-log", str(self.folder / "termination.json")],
-            env=self.env, cwd=self.folder, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
-            preexec_fn=_die_with_the_test,
-        )  # fmt: skip
-        self.processes.append(process)
-        return process
-
-    def batches_logged(self) -> int:
-        return self.log.read_text().count('"message": "batch ') if self.log.exists() else 0
-
-    def wait_batches(self, process: subprocess.Popen[str], count: int, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while self.batches_logged() < count:
-            assert process.poll() is None, self.log.read_text()[-3000:]
-            assert time.monotonic() < deadline, self.log.read_text()[-3000:]
-            time.sleep(0.1)
-
-    def committed(self) -> list[int]:
-        """Batch ids the query has committed to its checkpoint."""
-        return _batch_ids(self.folder / "checkpoint" / "commits")
-
-    def planned(self) -> list[int]:
-        """Batch ids the query has planned (their offsets written), committed or not."""
-        return _batch_ids(self.folder / "checkpoint" / "offsets")
-
-    def wait_for(self, process: subprocess.Popen[str], what: str, done: Any, timeout: float = 300) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            assert process.poll() is None, f"the driver exited before {what}: {self.log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"no {what} in {timeout} s: {self.log.read_text()[-3000:]}"
-            time.sleep(0.05)
-
-    def drain(self) -> dict[str, Any]:
-        """Run once more with availableNow: it processes what is left and exits by itself."""
-        process = self.start({"availableNow": True})
-        out, _ = process.communicate(timeout=420)
-        assert process.returncode == 0, self.log.read_text()[-4000:]
-        metrics: dict[str, Any] = json.loads(out[out.index("{") :])
-        return metrics
-
-
-@pytest.fixture(autouse=True)
-def _no_driver_outlives_its_test() -> Iterator[None]:
-    yield
-    for driver in Driver.started:
-        driver.kill_all()
-    Driver.started.clear()
-
-
-def _rows(postgres: PostgresServer, sql: str) -> list[tuple[Any, ...]]:
-    connection = postgres.connect()
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-            return list(cursor.fetchall())
-    finally:
-        connection.close()
+from tests.integration.streaming.helpers import (
+    Driver,
+    kafka_source,
+    make_events,
+    manifest,
+    postgres_sink,
+    produce,
+    rows,
+)
 
 
 def test_kafka_windowed_aggregate_upserted_is_exact_after_sigkill_between_and_within_batches(
@@ -203,21 +31,21 @@ def test_kafka_windowed_aggregate_upserted_is_exact_after_sigkill_between_and_wi
 ) -> None:
     topic, table = f"stream-{secrets.token_hex(4)}", f"per_minute_{secrets.token_hex(3)}"
     kafka.create_topic(topic, partitions=2)
-    events = _events(240)
-    _produce(kafka, topic, events)
+    events = make_events(240)
+    produce(kafka, topic, events)
     driver = Driver(
         tmp_path,
-        _manifest(
+        manifest(
             "per-minute",
             {
                 "mode": "streaming",
-                "extract": _kafka_source(kafka, topic),
+                "extract": kafka_source(kafka, topic),
                 "transforms": [{"transformType": "Window", "timeColumn": "event_time",
                                 "windowDuration": "1 minute", "watermark": "10 minutes",
                                 "groupBy": ["user_id"],
                                 "aggregations": [{"column": "amount", "function": "sum", "as": "total"},
                                                  {"column": "*", "function": "count", "as": "events"}]}],
-                "load": _postgres_sink(
+                "load": postgres_sink(
                     postgres, table, writeMode="upsert", primaryKey=["window_start", "user_id"]
                 ),
                 "streaming": {"checkpointLocation": str(tmp_path / "checkpoint"),
@@ -256,14 +84,14 @@ def test_kafka_windowed_aggregate_upserted_is_exact_after_sigkill_between_and_wi
         minute = int(time.mktime(time.strptime(event["event_time"], "%Y-%m-%dT%H:%M:%SZ"))) // 60
         expected[(minute, event["user_id"])][0] += event["amount"]
         expected[(minute, event["user_id"])][1] += 1
-    rows = _rows(
+    loaded = rows(
         postgres,
         f"SELECT EXTRACT(EPOCH FROM window_start AT TIME ZONE 'UTC')::bigint / 60, user_id, total, events "
         f"FROM {table} ORDER BY 1, 2",
     )
     utc_offset = time.mktime(time.gmtime(0)) // 60  # mktime above read the UTC text as local time
     assert sorted((m, u, t, c) for (m, u), (t, c) in expected.items()) == [
-        (int(m + utc_offset), u, t, c) for m, u, t, c in rows
+        (int(m + utc_offset), u, t, c) for m, u, t, c in loaded
     ]
 
 
@@ -272,15 +100,15 @@ def test_an_append_batch_replayed_after_a_crash_writes_nothing_twice(
 ) -> None:
     topic, table = f"stream-{secrets.token_hex(4)}", f"appended_{secrets.token_hex(3)}"
     kafka.create_topic(topic)
-    _produce(kafka, topic, _events(120))
+    produce(kafka, topic, make_events(120))
     driver = Driver(
         tmp_path,
-        _manifest(
+        manifest(
             "append-events",
             {
                 "mode": "streaming",
-                "extract": _kafka_source(kafka, topic),
-                "load": _postgres_sink(postgres, table, writeMode="append"),
+                "extract": kafka_source(kafka, topic),
+                "load": postgres_sink(postgres, table, writeMode="append"),
                 "streaming": {"checkpointLocation": str(tmp_path / "checkpoint"),
                               "trigger": {"availableNow": True}, "maxOffsetsPerTrigger": 50},
             },
@@ -300,8 +128,8 @@ def test_an_append_batch_replayed_after_a_crash_writes_nothing_twice(
     driver.drain()
 
     assert "was committed before; nothing appended" in driver.log.read_text()
-    assert _rows(postgres, f"SELECT count(*), count(DISTINCT event_id) FROM {table}") == [(120, 120)]
-    batches = _rows(
+    assert rows(postgres, f"SELECT count(*), count(DISTINCT event_id) FROM {table}") == [(120, 120)]
+    batches = rows(
         postgres, "SELECT batch_id FROM etl_stream_batches WHERE pipeline = 'append-events' ORDER BY 1"
     )
     assert batches == [(0,), (1,), (2,)]
@@ -312,15 +140,15 @@ def test_sigterm_stops_at_a_batch_boundary_with_exit_0_and_a_restart_resumes(
 ) -> None:
     topic, table = f"stream-{secrets.token_hex(4)}", f"upserted_{secrets.token_hex(3)}"
     kafka.create_topic(topic)
-    _produce(kafka, topic, _events(150))
+    produce(kafka, topic, make_events(150))
     driver = Driver(
         tmp_path,
-        _manifest(
+        manifest(
             "graceful",
             {
                 "mode": "streaming",
-                "extract": _kafka_source(kafka, topic),
-                "load": _postgres_sink(postgres, table, writeMode="upsert", primaryKey=["event_id"]),
+                "extract": kafka_source(kafka, topic),
+                "load": postgres_sink(postgres, table, writeMode="upsert", primaryKey=["event_id"]),
                 "streaming": {"checkpointLocation": str(tmp_path / "checkpoint"),
                               "trigger": {"processingTime": "1 second"}, "maxOffsetsPerTrigger": 30},
             },
@@ -341,19 +169,19 @@ def test_sigterm_stops_at_a_batch_boundary_with_exit_0_and_a_restart_resumes(
 
     rest = driver.drain()
     assert stopped["recordsLoaded"] + rest["recordsLoaded"] == 150
-    assert _rows(postgres, f"SELECT count(*) FROM {table}") == [(150,)]
+    assert rows(postgres, f"SELECT count(*) FROM {table}") == [(150,)]
 
 
 def test_available_now_drains_the_files_there_and_stops(tmp_path: Path) -> None:
     source = tmp_path / "in"
     source.mkdir()
-    events = _events(90)
+    events = make_events(90)
     for part in range(3):
         lines = events[part * 30 : (part + 1) * 30]
         (source / f"part-{part}.json").write_text("".join(json.dumps(e) + "\n" for e in lines))
     driver = Driver(
         tmp_path,
-        _manifest(
+        manifest(
             "files",
             {
                 "mode": "streaming",
