@@ -49,6 +49,7 @@ from etl_job.quality.guard import record_violation
 from etl_job.quality.schemas import SchemaRegistry, avro_to_spark_type
 from etl_job.quality.validate import validate_rows
 from etl_job.runtime.context import RunContext, RunReport
+from etl_job.runtime.exposition import CONTENT_TYPE_LATEST, stream_exposition
 from etl_job.runtime.metrics import success_rate, write_termination_message
 from etl_job.transforms.stage import TransformContext, apply_transforms
 
@@ -229,6 +230,7 @@ class StreamProgress:
             "recordsLoaded": self.records_loaded,
             "recordsFailed": self.records_failed,
             "recordsLate": self.records_late,
+            "retries": self.retry_count,
             "breaker": self.breaker,
         }
 
@@ -247,24 +249,33 @@ class StreamProgress:
         )
 
 
-def serve_health(progress: StreamProgress, port: int, stall_timeout: float) -> ThreadingHTTPServer:
-    """/healthz (the driver process answers), /readyz (the query runs and is not stalled) and
-    /progress (the figures the operator shows in the pipeline's status, always 200)."""
+def serve_health(
+    progress: StreamProgress, port: int, stall_timeout: float, pipeline: str = ""
+) -> ThreadingHTTPServer:
+    """/healthz (the driver process answers), /readyz (the query runs and is not stalled),
+    /progress (the figures the operator shows in the pipeline's status, always 200) and /metrics
+    (the same figures for Prometheus)."""
 
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             report = progress.report(stall_timeout)
+            content_type = "application/json"
             if self.path == "/healthz":
                 code = 200
             elif self.path == "/readyz":
                 code = 200 if report["ready"] else 503
             elif self.path == "/progress":
                 code = 200
+            elif self.path == "/metrics":
+                code, content_type = 200, CONTENT_TYPE_LATEST
             else:
                 code, report = 404, {"message": "not found"}
-            payload = json.dumps(report).encode()
+            if self.path == "/metrics":
+                payload = stream_exposition(pipeline, report)
+            else:
+                payload = json.dumps(report).encode()
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -656,7 +667,8 @@ def run_stream(
     run = StreamingRun(pipeline, context, schemas)
     previous = signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
     port = int(os.environ.get(HEALTH_PORT_ENV, pipeline.spec.streaming.health_port))
-    server = serve_health(run.progress, port, pipeline.spec.streaming.stall_timeout_seconds) if port else None
+    stall_timeout = pipeline.spec.streaming.stall_timeout_seconds
+    server = serve_health(run.progress, port, stall_timeout, pipeline.name) if port else None
     try:
         return run.run(termination_log)
     finally:

@@ -12,6 +12,7 @@ import json
 import secrets
 import signal
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer
 from fastavro import parse_schema, schemaless_writer
+from prometheus_client.parser import text_string_to_metric_families
 
 from etl_job.contract import SecretKeyRef, secret_env_name
 from tests.infra.kafka import KafkaBroker
@@ -426,6 +428,16 @@ def test_the_health_endpoints_follow_a_running_stream(
     assert driver.health("/readyz")[0] == 200
     assert driver.health("/healthz")[0] == 200
     assert driver.health("/nothing-here")[0] == 404
+    # /metrics: the same figures in Prometheus' text format, read with its own parser.
+    with urllib.request.urlopen(f"http://127.0.0.1:{driver.health_port}/metrics", timeout=5) as answer:
+        exposed = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(answer.read().decode())
+            for sample in family.samples
+        }
+    assert exposed["etl_job_records_total", (("pipeline", "health"), ("stage", "loaded"))] == 120
+    assert exposed["etl_job_batches_total", (("pipeline", "health"),)] == second["batches"]
+    assert exposed["etl_job_ready", (("pipeline", "health"),)] == 1
 
     metrics = _stop(driver, running)
     assert metrics["recordsExtracted"] == metrics["recordsLoaded"] == 120
