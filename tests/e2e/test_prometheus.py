@@ -1,16 +1,22 @@
 """A real Prometheus scrapes the operator while a successful and a failed run of the real job go
 through it (the harness's API server, the fake kubelet running the driver as a local process),
-and PromQL, as a dashboard or an alert would ask it, returns what the runs did."""
+and a streaming driver run by `etl run`; PromQL, as the chart's dashboard or an alert would ask
+it, returns what the runs did."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     apply,
@@ -24,6 +30,7 @@ from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     wait_for,
 )
 from tests.infra.kube import KubeCluster
+from tests.infra.process import free_port
 from tests.infra.prometheus import PrometheusServer, Sample
 
 pytestmark = pytest.mark.e2e
@@ -117,3 +124,95 @@ def test_promql_over_the_operators_metrics_after_a_successful_and_a_failed_run(
             )
         )
         assert len(quantile) == 1 and math.isfinite(quantile[0]) and 0 <= quantile[0] <= 300, quantile
+
+
+DRIVER_JOB = "etl-driver"
+STREAM_EVENT_SCHEMA = {
+    "type": "record",
+    "name": "StreamEvent",
+    "fields": [
+        {"name": "event_id", "type": "long"},
+        {"name": "amount", "type": "long"},
+    ],
+}
+
+
+def test_promql_over_a_streaming_drivers_metrics(prometheus: PrometheusServer, tmp_path: Path) -> None:
+    """`etl run` of a streaming pipeline reading three files, one micro-batch each; Prometheus
+    scrapes the driver's /metrics on its health port while it runs on, waiting for more files."""
+    source = tmp_path / "in"
+    source.mkdir()
+    events = [{"event_id": i, "amount": i % 7 + 1} for i in range(90)]
+    for part in range(3):
+        lines = events[part * 30 : (part + 1) * 30]
+        (source / f"part-{part}.json").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    kept = sum(1 for event in events if event["amount"] > 2)
+    (tmp_path / "schemas").mkdir()
+    (tmp_path / "schemas" / "stream-event.avsc").write_text(json.dumps(STREAM_EVENT_SCHEMA))
+    spec = {
+        "mode": "streaming",
+        "extract": {"sourceType": "S3", "path": str(source), "format": "json", "schemaName": "stream-event"},
+        "transforms": [{"transformType": "Filter", "condition": "amount > 2"}],
+        "load": {"sinkType": "S3", "path": str(tmp_path / "out"), "format": "parquet"},
+        "streaming": {
+            "checkpointLocation": str(tmp_path / "checkpoint"),
+            "trigger": {"processingTime": "1 second"},
+            "maxFilesPerTrigger": 1,
+        },
+    }
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(pipeline("clicks", spec)))
+    port = free_port()
+    log = tmp_path / "driver.log"
+    with log.open("w") as output:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "etl_job.cli", "run", str(config), "--master", "local[2]",
+             "--termination-log", str(tmp_path / "termination.json")],
+            env={**os.environ, "ETL_HEALTH_PORT": str(port)}, cwd=tmp_path,
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    instance = f"127.0.0.1:{port}"
+    on = f'job="{DRIVER_JOB}",instance="{instance}"'
+    prometheus.scrape(DRIVER_JOB, [instance])
+    try:
+
+        def scraped() -> bool:
+            assert driver.poll() is None, f"the driver exited: {log.read_text()[-3000:]}"
+            health = [
+                target
+                for target in prometheus.targets()
+                if target["scrapeUrl"].startswith(f"http://{instance}/")
+            ]
+            # Up once /metrics answers; a driver that listens but has no /metrics fails at once.
+            assert not health or "404" not in health[0]["lastError"], health[0]["lastError"]
+            return bool(health) and health[0]["health"] == "up"
+
+        wait_for("Prometheus to scrape the driver", scraped, timeout=300)
+
+        def three_batches() -> bool:
+            assert driver.poll() is None, f"the driver exited: {log.read_text()[-3000:]}"
+            return values(prometheus.query(f"etl_job_batches_total{{{on}}}")) == [3.0]
+
+        wait_for("Prometheus to see three micro-batches", three_batches, timeout=300)
+        ask = prometheus.query
+        records = by_label(ask(f'sum by (stage) (etl_job_records_total{{{on},pipeline="clicks"}})'), "stage")
+        assert records == {"extracted": 90.0, "loaded": float(kept), "failed": 0.0, "late": 0.0}
+        assert values(ask(f'etl_job_records_total{{{on},stage="loaded"}}')) == [float(kept)]
+        assert values(ask(f"etl_job_last_batch_id{{{on}}}")) == [2.0]
+        assert values(ask(f"etl_job_sink_breaker_state{{{on}}}")) == [0.0]
+        assert values(ask(f"etl_job_stalled{{{on}}}")) == [0.0]
+        # The dashboard's records-per-minute panel answers a number for each stage.
+        rates = by_label(
+            ask(f"sum by (pipeline, stage) (rate(etl_job_records_total{{{on}}}[5m])) * 60"), "stage"
+        )
+        assert set(rates) == {"extracted", "loaded", "failed", "late"}
+        assert all(math.isfinite(rate) and rate >= 0 for rate in rates.values()), rates
+    finally:
+        prometheus.scrape(DRIVER_JOB, [])
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGTERM)
+            try:
+                driver.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait(30)
