@@ -190,7 +190,7 @@ def _run(args: argparse.Namespace) -> int:
     terminal = sys.stderr.isatty()
     structured = spec.logging.structured if "structured" in spec.logging.model_fields_set else None
     log_format = logs.choose_format(args.log_format, os.environ, structured, terminal)
-    labels = logs.RunLabels.from_env(loaded.pipeline.name, os.environ)
+    labels = logs.RunLabels.from_env(loaded.pipeline.name, os.environ, args.run_id)
     level = "WARNING" if args.quiet else str(spec.logging.level)
     logs.configure(level, log_format, execution_id=args.run_id, labels=labels)
     for warning in loaded.warnings:
@@ -206,7 +206,7 @@ def _run(args: argparse.Namespace) -> int:
         args.master or None,
         spec.spark,
         progress=terminal and not args.quiet,
-        log_config=logs.JVM_LOG_CONFIG[log_format],
+        log_config=logs.jvm_log_config(log_format, labels),
     )
     status = loaded.pipeline.status
     context = RunContext(

@@ -27,10 +27,10 @@ ENV_RUN = "ETL_RUN_ID"
 ENV_GENERATION = "ETL_GENERATION"
 ENV_TRACE = "ETL_TRACE_ID"
 
-#: Spark's log4j2 settings for each format, shipped in this package.
-JVM_LOG_CONFIG: dict[LogFormat, Path] = {
-    "json": Path(__file__).parent / "log4j2" / "json.properties",
-    "text": Path(__file__).parent / "log4j2" / "text.properties",
+#: Spark's log4j2 settings, shipped in this package: JSON lines with every label (a pod), JSON
+#: lines with the labels a local run has, and text.
+JVM_LOG_CONFIGS = {
+    name: Path(__file__).parent / "log4j2" / f"{name}.properties" for name in ("json", "json-local", "text")
 }
 
 #: Fields a log call may pass in `extra`, copied into the JSON line under these names.
@@ -60,11 +60,11 @@ class RunLabels:
     trace_id: str | None = None
 
     @classmethod
-    def from_env(cls, pipeline: str, env: Mapping[str, str]) -> RunLabels:
+    def from_env(cls, pipeline: str, env: Mapping[str, str], run: str | None = None) -> RunLabels:
         return cls(
             pipeline=env.get(ENV_PIPELINE) or pipeline,
             namespace=env.get(ENV_NAMESPACE) or None,
-            run=env.get(ENV_RUN) or None,
+            run=env.get(ENV_RUN) or run,
             generation=env.get(ENV_GENERATION) or None,
             trace_id=env.get(ENV_TRACE) or None,
         )
@@ -89,6 +89,15 @@ class RunLabels:
             ENV_TRACE: self.trace_id,
         }
         return {key: value for key, value in named.items() if value}
+
+
+def jvm_log_config(log_format: LogFormat, labels: RunLabels) -> Path:
+    """Spark's log4j2 settings for the run: a label in the JVM's layout may not come out blank,
+    so JSON lines name every label only where the operator has set them all."""
+    if log_format == "text":
+        return JVM_LOG_CONFIGS["text"]
+    complete = labels.run and labels.namespace and labels.generation and labels.trace_id
+    return JVM_LOG_CONFIGS["json" if complete else "json-local"]
 
 
 def choose_format(flag: str | None, env: Mapping[str, str], structured: bool | None, tty: bool) -> LogFormat:

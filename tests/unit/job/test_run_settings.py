@@ -12,7 +12,7 @@ import pytest
 
 from etl_job.contract import ETLPipelineSpec, SparkSettings
 from etl_job.pipeline import load_settings
-from etl_job.runtime.logs import JVM_LOG_CONFIG, JsonFormatter, RunLabels, choose_format
+from etl_job.runtime.logs import JVM_LOG_CONFIGS, JsonFormatter, RunLabels, choose_format, jvm_log_config
 from etl_job.runtime.session import session_conf
 from etl_job.transforms.sql_check import sql_fragments
 
@@ -87,10 +87,15 @@ def test_a_structured_log_line_has_the_fields_of_the_older_format() -> None:
 
 def test_a_local_run_names_its_pipeline_and_nothing_it_does_not_know() -> None:
     record = logging.LogRecord("etl_job", logging.INFO, __file__, 1, "run succeeded", None, None)
-    labels = RunLabels.from_env("quickstart", {})
+    labels = RunLabels.from_env("quickstart", {}, "local")
     line = json.loads(JsonFormatter(labels=labels).format(record))
-    assert line["pipeline"] == "quickstart"
-    assert not {"namespace", "run", "generation", "traceId"} & set(line)
+    assert (line["pipeline"], line["run"]) == ("quickstart", "local")
+    assert not {"namespace", "generation", "traceId"} & set(line)
+    # Spark's lines then name the same two: a label of its layout may not come out blank.
+    assert jvm_log_config("json", labels) == JVM_LOG_CONFIGS["json-local"]
+    pod = RunLabels("orders", "shop", "orders-run-4", "2", "0af7651916cd43dd8448eb211c80319c")
+    assert jvm_log_config("json", pod) == JVM_LOG_CONFIGS["json"]
+    assert jvm_log_config("text", pod) == JVM_LOG_CONFIGS["text"]
 
 
 def test_labels_come_from_the_operators_environment() -> None:
@@ -118,12 +123,12 @@ def test_the_log_format_is_chosen_flag_env_spec_then_terminal(
 
 
 def test_spark_logs_through_the_jobs_log4j2_settings_before_the_specs_own_options() -> None:
-    for path in JVM_LOG_CONFIG.values():
+    for path in JVM_LOG_CONFIGS.values():
         assert path.is_file(), path  # shipped in the package (pyproject's package-data)
-    ours = f"-Dlog4j2.configurationFile=file:{JVM_LOG_CONFIG['json']}"
-    conf = session_conf(SparkSettings(), log_config=JVM_LOG_CONFIG["json"])
+    ours = f"-Dlog4j2.configurationFile=file:{JVM_LOG_CONFIGS['json']}"
+    conf = session_conf(SparkSettings(), log_config=JVM_LOG_CONFIGS["json"])
     assert conf["spark.driver.extraJavaOptions"] == conf["spark.executor.extraJavaOptions"] == ours
     tuned = SparkSettings(conf={"spark.executor.extraJavaOptions": "-XX:+UseG1GC"})
-    conf = session_conf(tuned, log_config=JVM_LOG_CONFIG["json"])
+    conf = session_conf(tuned, log_config=JVM_LOG_CONFIGS["json"])
     assert conf["spark.executor.extraJavaOptions"] == f"{ours} -XX:+UseG1GC"
     assert "spark.driver.extraJavaOptions" not in session_conf(SparkSettings())
