@@ -131,6 +131,10 @@ class OperatorMetrics:
             ["phase"],
             registry=self.registry,
         )
+        # Series exist at 0 before their first run: increase() and rate() miss the increment of a
+        # series that first appears at 1. Failure classes are open-ended and appear when seen.
+        for result in _ENDED.values():
+            self.runs_finished.labels(result)
         self._phases: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
         self._count_phases()
@@ -158,6 +162,8 @@ class OperatorMetrics:
                     self.run_records.labels(f"{namespace}/{name}", stage).inc(getattr(record.metrics, field))
         for latency in started_runs(previous, current, observed):
             self.driver_start_latency.observe(latency)
+        for stage in RECORD_STAGES:
+            self.run_records.labels(f"{namespace}/{name}", stage)  # at 0 from the pipeline's first pass
         circuit = current.circuit.state if current.circuit is not None else CircuitState.closed
         self.circuit_state.labels(f"{namespace}/{name}").set(CIRCUIT_VALUES[circuit])
         with self._lock:
