@@ -99,7 +99,7 @@ def test_promql_over_the_operators_metrics_after_a_successful_and_a_failed_run(
     )
     ask = prometheus.query
     finished = by_label(ask(f"sum by (result) (etl_operator_runs_finished_total{{{on}}})"), "result")
-    assert finished == {"succeeded": 1.0, "failed": 1.0}
+    assert finished == {"succeeded": 1.0, "failed": 1.0, "stopped": 0.0}  # each result exists from the start
     failures = by_label(ask(f"sum by (reason) (etl_operator_run_failures_total{{{on}}})"), "reason")
     assert failures == {"ConfigurationError": 1.0}
     assert values(ask(f"sum(etl_operator_runs_started_total{{{on}}})")) == [2.0]
