@@ -138,6 +138,12 @@ STREAM_TRANSFORMS = [
         "aggregations": {"amount": "sum"},
     },
 ]
+JOIN_DIMENSION = {
+    "transformType": "Join",
+    "right": {"sourceType": "S3", "path": "s3a://dim/users/", "format": "parquet"},
+    "on": ["user_id"],
+}
+REFRESHED_JOIN = {**JOIN_DIMENSION, "refreshInterval": "10 minutes"}
 _AS_STREAM = _all(
     _set("mode", "streaming"),
     _delete("schedule"),
@@ -497,6 +503,22 @@ PYDANTIC_ONLY_CASES: list[InvalidCase] = [
         "a time window on a stream needs watermark",
     ),
     InvalidCase(
+        "batch-join-refresh-interval",
+        _changed(_set("transforms.1.refreshInterval", "10 minutes")),
+        "spec.transforms",
+        "",
+        "transforms[1].refreshInterval is for streaming pipelines",
+    ),
+    InvalidCase(
+        "streaming-join-refreshed-before-the-aggregation",
+        _streaming(
+            _set("transforms", [{**JOIN_DIMENSION, "refreshInterval": "10 minutes"}, *STREAM_TRANSFORMS])
+        ),
+        "spec.transforms",
+        "",
+        "refreshInterval applies to joins after the aggregation",
+    ),
+    InvalidCase(
         "streaming-aggregation-appended",
         _streaming(_set("load.writeMode", "append")),
         "spec.transforms",
@@ -508,6 +530,12 @@ PYDANTIC_ONLY_CASES: list[InvalidCase] = [
 VALID_CASES: list[tuple[str, Spec]] = [
     ("example", base_spec()),
     ("streaming", _streaming()),
+    (
+        "streaming-join-refreshed-after-the-aggregation",
+        _streaming(
+            _set("transforms", [*STREAM_TRANSFORMS, {**JOIN_DIMENSION, "refreshInterval": "10 minutes"}])
+        ),
+    ),
     (
         "streaming-kafka-time-window-available-now",
         _streaming(

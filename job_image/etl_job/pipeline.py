@@ -43,11 +43,13 @@ def run_pipeline(
     *,
     source: Any = None,
     write: Callable[[Any, Any], None] | None = None,
+    read_join_side: Callable[[Any], Any] | None = None,
 ) -> RunMetrics:
     """Run the pipeline once; raise an EtlError subclass on failure.
 
     A streaming run (streaming.py) runs each micro-batch through here: `source` is the batch's
-    rows as the extract block reads them, and `write(frame, load_block)` its idempotent load."""
+    rows as the extract block reads them, `write(frame, load_block)` its idempotent load, and
+    `read_join_side(block)` the right side of a join, kept between batches (StaticSides)."""
     started = time.monotonic()
     spec = pipeline.spec
     tolerance = Tolerance(spec.error_handling.tolerance)
@@ -90,7 +92,7 @@ def run_pipeline(
         spec.transforms,
         TransformContext(
             spark=context.spark,
-            read_source=lambda block: read_source(block, context),
+            read_source=read_join_side or (lambda block: read_source(block, context)),
             pipeline=pipeline.name,
             filter_counter=count_filter,
         ),

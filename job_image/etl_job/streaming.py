@@ -44,6 +44,7 @@ from etl_job.contract import (
     SinkRejected,
     SourceUnavailable,
     StreamingSettings,
+    duration_seconds,
 )
 from etl_job.quality.guard import record_violation
 from etl_job.quality.schemas import SchemaRegistry, avro_to_spark_type
@@ -288,6 +289,64 @@ def serve_health(
     return server
 
 
+# --- the static side of stream-static joins ---------------------------------------------------
+
+
+def read_due(read_at: float | None, interval: float | None, now: float) -> bool:
+    """Whether a join's right side is read again now: always without an interval, else once the
+    interval has passed since it was last read."""
+    return interval is None or read_at is None or now - read_at >= interval
+
+
+class StaticSides:
+    """The right sides of the joins each micro-batch runs, kept between batches and read again
+    when their refreshInterval has passed; a join without one reads its side for every batch."""
+
+    def __init__(
+        self,
+        read: Callable[[Any], Any],
+        intervals: dict[str, float],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._intervals = intervals
+        self._clock = clock
+        self._kept: dict[str, tuple[Any, float]] = {}
+
+    @classmethod
+    def of(cls, pipeline: ETLPipeline, read: Callable[[Any], Any]) -> StaticSides:
+        intervals = {
+            _block_key(t.right): float(duration_seconds(t.refresh_interval))
+            for t in pipeline.spec.transforms
+            if t.transform_type == "Join" and t.right is not None and t.refresh_interval
+        }
+        return cls(read, intervals)
+
+    def __call__(self, block: Any) -> Any:
+        key = _block_key(block)
+        interval = self._intervals.get(key)
+        now = self._clock()
+        kept = self._kept.get(key)
+        if not read_due(kept[1] if kept else None, interval, now):
+            assert kept is not None
+            return kept[0]
+        frame = self._read(block)
+        if interval is None:
+            return frame
+        if kept is not None:
+            kept[0].unpersist()
+        # Kept in memory and read now, so every batch until the next refresh joins the same rows.
+        frame = frame.persist()
+        rows = frame.count()
+        log.info("join side read: %d rows, kept for %d s", rows, interval, extra={"stage": "transform"})
+        self._kept[key] = (frame, now)
+        return frame
+
+
+def _block_key(block: Any) -> str:
+    return str(block.model_dump_json())
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -326,6 +385,7 @@ class StreamingRun:
         #: Held while a batch writes: stopping takes it, so a stop falls between batches.
         self.batch_lock = threading.Lock()
         self.split = stateful_index(pipeline)
+        self.static_sides = StaticSides.of(pipeline, _static_source(context))
         self.failure: BaseException | None = None
         #: Batches completed when the query was last restarted after a Spark bug.
         self._batches_at_restart = 0
@@ -470,6 +530,7 @@ class StreamingRun:
                     self.schemas,
                     source=source,
                     write=lambda rows, block: self._write(rows, block, context, batch_id),
+                    read_join_side=self.static_sides,
                 )
 
             try:

@@ -17,6 +17,7 @@ from etl_job.contract.base import (
     SpecModel,
     ValueFormat,
     WriteMode,
+    duration_seconds,
 )
 from etl_job.contract.connections import Connection, KafkaSecurity, S3Connection, SecretKeyRef
 from etl_job.contract.credentials import secret_env_name, secret_value
@@ -170,6 +171,7 @@ __all__ = [
     "WindowTransform",
     "WriteMode",
     "describe_validation_error",
+    "duration_seconds",
     "field_path",
     "first_line",
     "load_pipeline",

@@ -58,6 +58,15 @@ Duration = Annotated[
         description='A Spark interval such as "10 minutes" or "1 hour".',
     ),
 ]
+_SECONDS_PER_UNIT = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800}
+
+
+def duration_seconds(duration: str) -> int:
+    """A Duration ("10 minutes") in seconds."""
+    count, unit = duration.split()
+    return int(count) * _SECONDS_PER_UNIT[unit.removesuffix("s")]
+
+
 SparkMemory = Annotated[
     str, Field(pattern=r"^[0-9]+[kmgtKMGT]?$", description='JVM memory such as "512m" or "2g".')
 ]

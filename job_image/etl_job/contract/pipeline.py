@@ -92,6 +92,13 @@ class ETLPipelineSpec(SpecModel):
                 raise ValueError("Spark cannot run this pipeline on a stream: " + "; ".join(problems))
         elif self.streaming is not None:
             raise ValueError(STREAMING_BLOCK_IN_BATCH)
+        else:
+            for index, transform in enumerate(self.transforms):
+                if getattr(transform, "refresh_interval", None) is not None:
+                    raise ValueError(
+                        f"transforms[{index}].refreshInterval is for streaming pipelines: "
+                        "a batch run reads the right side once"
+                    )
         return self
 
     model_config = ConfigDict(

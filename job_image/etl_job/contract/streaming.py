@@ -94,6 +94,17 @@ def streaming_problems(spec: Any) -> list[str]:
                 f"{where}: joinType {transform.join_type} is not supported with the stream on the left "
                 "(inner, left, semi and anti are)"
             )
+    for index, transform in enumerate(spec.transforms):
+        if (
+            transform.transform_type == "Join"
+            and transform.refresh_interval
+            and stateful
+            and index < stateful[0]
+        ):
+            problems.append(
+                f"transforms[{index}] (Join): refreshInterval applies to joins after the aggregation; "
+                "before it, Spark reads the right side in every micro-batch"
+            )
     if len(stateful) > 1:
         problems.append(
             f"transforms[{stateful[1]}]: only one aggregation or time window per stream "

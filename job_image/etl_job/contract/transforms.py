@@ -68,6 +68,11 @@ class JoinTransform(SpecModel):
     on: list[ColumnName] = Field(default_factory=list, description="Key columns present on both sides.")
     join_type: JoinType = Field(default=JoinType.inner, description="Kind of join.")
     broadcast: bool = Field(default=False, description="Broadcast the right side (a small dimension).")
+    refresh_interval: Duration | None = Field(
+        default=None,
+        description="Streaming: read the right side once, keep it, and read it again when this long "
+        "has passed (a dimension that changes now and then). Unset: read it for every micro-batch.",
+    )
     # YAML 1.1 parsers (kubectl's among them) read an unquoted `on:` key as the boolean true, so
     # the object arrives with a "true" key. It is accepted as `on`; the field exists so the CRD
     # lets it through, and is always empty after parsing.

@@ -205,3 +205,47 @@ def test_a_stop_waits_for_the_commit_of_a_batch_already_written() -> None:
     lock = threading.Lock()
     _stop_between_batches(query, lock, poll_seconds=0)
     assert not query.isActive and not query.stopped_while_active and not lock.locked()
+
+
+class _Frame:
+    """What StaticSides asks of a DataFrame: persist, count, unpersist."""
+
+    def __init__(self, version: int) -> None:
+        self.version, self.persisted = version, False
+
+    def persist(self) -> _Frame:
+        self.persisted = True
+        return self
+
+    def count(self) -> int:
+        return 3
+
+    def unpersist(self) -> None:
+        self.persisted = False
+
+
+def test_a_join_side_is_read_again_once_its_refresh_interval_has_passed() -> None:
+    from etl_job.contract import S3Source
+    from etl_job.streaming import StaticSides, _block_key, read_due
+
+    assert read_due(None, 60.0, 0.0) and read_due(10.0, None, 11.0)
+    assert not read_due(10.0, 60.0, 69.0) and read_due(10.0, 60.0, 70.0)
+
+    reads: list[_Frame] = []
+    now = [0.0]
+    dimension = S3Source.model_validate({"sourceType": "S3", "path": "dims/", "format": "csv"})
+    facts = S3Source.model_validate({"sourceType": "S3", "path": "other/", "format": "csv"})
+
+    def read(block: Any) -> _Frame:
+        reads.append(_Frame(len(reads)))
+        return reads[-1]
+
+    sides = StaticSides(read, {_block_key(dimension): 60.0}, clock=lambda: now[0])
+    first = sides(dimension)
+    now[0] = 59.0
+    assert sides(dimension) is first and len(reads) == 1  # kept between micro-batches
+    now[0] = 60.0
+    second = sides(dimension)
+    assert second is not first and second.persisted and not first.persisted  # the old copy let go
+    # A join without refreshInterval reads its side for every micro-batch, keeping nothing.
+    assert sides(facts) is not sides(facts) and not reads[-1].persisted
