@@ -13,6 +13,7 @@ sink unavailable), 1 anything else. The operator classifies runs by them."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from etl_job.contract.manifest import LoadedPipeline, load_pipeline
 from etl_job.runtime import logs
 from etl_job.runtime.context import RunContext
 from etl_job.runtime.metrics import write_termination_message
+from etl_job.runtime.progress import TerminalProgress
 
 log = logging.getLogger("etl_job")
 
@@ -205,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         loaded.pipeline.name,
         args.master or None,
         spec.spark,
-        progress=terminal and not args.quiet,
+        progress=False,  # etl run draws its own line on a terminal (runtime.progress)
         log_config=logs.jvm_log_config(log_format, labels),
     )
     status = loaded.pipeline.status
@@ -226,7 +228,9 @@ def _run(args: argparse.Namespace) -> int:
 
             metrics = run_stream(loaded.pipeline, context, schemas, termination_log=args.termination_log)
         else:
-            metrics = run_pipeline(loaded.pipeline, context, schemas)
+            shown = TerminalProgress(spark) if terminal and not args.quiet else contextlib.nullcontext()
+            with shown:
+                metrics = run_pipeline(loaded.pipeline, context, schemas)
     except EtlError as failed:
         _report_failure(loaded, args.termination_log, failed)
         spark.stop()
