@@ -177,6 +177,20 @@ class Driver:
             assert time.monotonic() < deadline, f"no {what} in {timeout} s: {self.log.read_text()[-3000:]}"
             time.sleep(0.05)
 
+    def kill_within_a_batch(self, process: subprocess.Popen[str]) -> int:
+        """SIGKILL once a batch after batch 1 is planned (its offsets in the checkpoint) and not
+        committed; the id of the batch it interrupted."""
+        self.wait_for(
+            process,
+            "a batch under way after batch 1",
+            lambda: len(self.committed()) >= 2 and self.planned()[-1] > self.committed()[-1],
+        )
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        interrupted = self.planned()[-1]
+        assert interrupted not in self.committed()
+        return interrupted
+
     def health(self, path: str) -> tuple[int, dict[str, Any]]:
         """GET one of the driver's health endpoints: the status code and the JSON it answers."""
         assert self.health_port, "the driver was started without a health port"

@@ -170,15 +170,7 @@ def test_kafka_avro_appended_to_mysql_is_exact_after_sigkill_within_a_batch(
 
     # In the middle of a batch: planned (its offsets in the checkpoint) and not committed.
     running = driver.start()
-    driver.wait_for(
-        running,
-        "a batch under way after batch 1",
-        lambda: len(driver.committed()) >= 2 and driver.planned()[-1] > driver.committed()[-1],
-    )
-    running.send_signal(signal.SIGKILL)
-    running.wait(30)
-    interrupted = driver.planned()[-1]
-    assert interrupted not in driver.committed()
+    interrupted = driver.kill_within_a_batch(running)
 
     driver.drain()
     assert f'"message": "batch {interrupted}:' in driver.log.read_text()
