@@ -2,10 +2,12 @@
 
 Everything up to the load is lazy: the load is the one pass over the data, and counts are
 taken inside it (metrics.RowCounter). Bad records either fail that pass (tolerance none) or
-are filtered out of it and dead-lettered afterwards (tolerance all)."""
+are filtered out of it and dead-lettered afterwards (tolerance all); so are rows the sink
+refuses, which it reports (RunReport.sink_refusals) instead of writing them."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +55,9 @@ def run_pipeline(
     started = time.monotonic()
     spec = pipeline.spec
     tolerance = Tolerance(spec.error_handling.tolerance)
+    if context.tolerance != tolerance.value:
+        # Sinks read it from the context (the same report object goes on being filled).
+        context = dataclasses.replace(context, tolerance=tolerance.value)
 
     # Each count is a Spark Observation, and each costs a little on every row (it sits outside
     # generated code), so a plan carries as few as the metrics need: a validation point counts
@@ -118,25 +123,34 @@ def run_pipeline(
     attempts = run_with_retry(
         (lambda: _load(sink, frame, load_block, context))
         if write is None
-        else (lambda: _load_with(write, frame, load_block)),
+        else (lambda: _load_with(write, frame, load_block, context)),
         spec.error_handling.retry,
         retry_on=(SinkRejected,),
         stage="load",
     )
 
-    failed_records = 0
+    failed_by_stage: dict[str, int] = {}
     for checkpoint in checkpoints:
         checkpoint.failed = checkpoint.counter.values().get("failed", 0)
-        failed_records += checkpoint.failed
+        if checkpoint.failed:
+            failed_by_stage[checkpoint.stage] = failed_by_stage.get(checkpoint.stage, 0) + checkpoint.failed
         if checkpoint.failed and spec.error_handling.dead_letter is not None:
             deadletter.write(checkpoint.rejected, spec.error_handling.dead_letter, checkpoint.stage, context)
+    # Rows the sink refused reached it, and were counted there, but were not loaded.
+    refused = context.report.sink_refusals
+    if refused is not None:
+        failed_by_stage["load"] = failed_by_stage.get("load", 0) + refused.count
+        if spec.error_handling.dead_letter is not None:
+            deadletter.write(refused.letters, spec.error_handling.dead_letter, "load", context)
+    failed_records = sum(failed_by_stage.values())
 
     return RunMetrics(
         records_extracted=extracted.rows + sum(checkpoint.failed for checkpoint in source_rejects),
         records_transformed=transformed.rows,
         records_filtered=sum(counter.values().get("removed", 0) for counter in filter_counters),
-        records_loaded=loaded.rows,
+        records_loaded=loaded.rows - (refused.count if refused is not None else 0),
         records_failed=failed_records,
+        records_failed_by_stage=failed_by_stage or None,
         retry_count=attempts - 1,
         duration_ms=int((time.monotonic() - started) * 1000),
         success_rate=success_rate(extracted.rows, failed_records),
@@ -155,6 +169,7 @@ def load_settings(spec: ETLPipelineSpec) -> Any:
 
 def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
     """Write; a bad record met on the way (tolerance none) is a DataError, not the sink's fault."""
+    context.report.sink_refusals = None  # what an earlier attempt found, it did not write
     try:
         sink.write(frame, block, context)
     except Exception as failed:
@@ -164,7 +179,8 @@ def _load(sink: Any, frame: Any, block: Any, context: RunContext) -> None:
         raise
 
 
-def _load_with(write: Callable[[Any, Any], None], frame: Any, block: Any) -> None:
+def _load_with(write: Callable[[Any, Any], None], frame: Any, block: Any, context: RunContext) -> None:
+    context.report.sink_refusals = None
     try:
         write(frame, block)
     except Exception as failed:

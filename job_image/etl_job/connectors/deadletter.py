@@ -5,6 +5,7 @@ errorMessage, stackTrace, originalRecord, originalSchema, attemptNumber, context
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from etl_job.connectors.files.paths import resolve_path
@@ -27,11 +28,21 @@ DEAD_LETTER_COLUMNS = (
 )
 
 
-def letters(invalid: Any, *, pipeline: str, stage: str, schema_name: str, attempt: int = 1) -> Any:
-    """Dead letters from validation's invalid rows (originalRecord, recordKey, field, errorType,
-    errorMessage): one per row, in the seed format."""
+def letters(
+    invalid: Any,
+    *,
+    pipeline: str,
+    stage: str,
+    schema_name: str | None,
+    attempt: int = 1,
+    context: Mapping[str, str] | None = None,
+) -> Any:
+    """Dead letters from rows set aside (originalRecord, recordKey, field, errorType,
+    errorMessage): one per row, in the seed format. `context`: entries every letter's context
+    carries besides field and recordKey (the sink and the batch of a load)."""
     from pyspark.sql import functions as F
 
+    shared = [part for key, value in (context or {}).items() for part in (F.lit(key), F.lit(value))]
     return invalid.select(
         F.current_timestamp().alias("timestamp"),
         F.lit(pipeline).alias("pipelineId"),
@@ -40,9 +51,11 @@ def letters(invalid: Any, *, pipeline: str, stage: str, schema_name: str, attemp
         F.col("errorMessage"),
         F.lit(None).cast("string").alias("stackTrace"),
         F.col("originalRecord"),
-        F.lit(schema_name).alias("originalSchema"),
+        F.lit(schema_name).cast("string").alias("originalSchema"),
         F.lit(attempt).alias("attemptNumber"),
-        F.create_map(F.lit("field"), F.col("field"), F.lit("recordKey"), F.col("recordKey")).alias("context"),
+        F.create_map(F.lit("field"), F.col("field"), F.lit("recordKey"), F.col("recordKey"), *shared).alias(
+            "context"
+        ),
     )
 
 

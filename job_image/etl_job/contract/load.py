@@ -75,7 +75,8 @@ class JdbcSink(SpecModel):
     batch_size: int | None = Field(
         default=None,
         ge=1,
-        description="Rows per JDBC batch of an append or overwrite; performance.batchSize when absent.",
+        description="No longer used: every write mode loads the rows in bulk into a staging table, "
+        "then writes them into the table in one transaction. Accepted so that older specs still apply.",
     )
     schema_name: Name | None = Field(default=None, description="Avro schema the output must satisfy.")
 

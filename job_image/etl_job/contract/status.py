@@ -17,7 +17,14 @@ class RunMetrics(SpecModel):
     records_transformed: int = 0
     records_filtered: int = 0
     records_loaded: int = 0
-    records_failed: int = 0
+    records_failed: int = Field(
+        default=0, description="Records set aside (dead-lettered when a queue is set)."
+    )
+    records_failed_by_stage: dict[str, int] | None = Field(
+        default=None,
+        description="recordsFailed by the stage that set them aside: extract (source and validation), "
+        "load (validation, and rows the sink refused); absent when none failed.",
+    )
     records_late: int = Field(
         default=0, description="Streaming: events behind the watermark, dropped by a time window's rules."
     )

@@ -23,6 +23,15 @@ class Checkpoint:
     failed: int = 0
 
 
+@dataclass(frozen=True)
+class SinkRefusals:
+    """Rows the sink refused in a load that went on without them (tolerance all)."""
+
+    count: int
+    #: DataFrame of their dead letters (deadletter.DEAD_LETTER_COLUMNS), stage "load".
+    letters: Any
+
+
 @dataclass
 class RunReport:
     """What connectors hand back to the run besides rows."""
@@ -32,6 +41,8 @@ class RunReport:
     #: Records a connector could not turn into rows (such as undecodable messages), set aside
     #: and counted as validation sets aside invalid rows.
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    #: Rows the sink refused and left out of its (successful) write; None when it refused none.
+    sink_refusals: SinkRefusals | None = None
 
 
 @dataclass(frozen=True)

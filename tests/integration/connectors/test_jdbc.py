@@ -4,12 +4,15 @@ every read feature, every write mode, and the failures people meet first, with e
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,6 +42,7 @@ from etl_job.quality.schemas import SchemaRegistry
 from etl_job.runtime.context import RunContext
 from tests.infra.mariadb import MySQLServer
 from tests.infra.postgres import PostgresServer
+from tests.infra.process import free_port
 from tests.infra.spark import connector_jars
 from tests.infra.versions import REPO_ROOT
 
@@ -449,7 +453,7 @@ def test_a_row_another_unique_index_refuses_is_a_data_error(
         f"INSERT INTO {table} VALUES (1, 'ada')",
     )
     source = from_rows(spark, tmp_path / "in", [(2, "ada"), (3, "grace")], PEOPLE_SCHEMA)
-    with pytest.raises(DataError, match="refused a row") as failed:
+    with pytest.raises(DataError, match=r"refused row \(id=2\): UniqueViolation/23505") as failed:
         run(spark, db, {"extract": source, "load": load(db, table, writeMode="upsert", primaryKey=["id"])})
     assert "more than once" not in str(failed.value)
     assert db.rows(f"SELECT id, name FROM {table}") == [(1, "ada")]
@@ -595,3 +599,272 @@ def test_the_cli_copies_a_table_between_databases(
     ]
     assert postgres.password not in done.stdout + done.stderr
     assert mysql.password not in done.stdout + done.stderr
+
+
+# --- rows the table refuses ----------------------------------------------------------------------
+
+
+def write_csv_files(folder: Path, rows: list[tuple[int, str, int]], files: int) -> dict[str, Any]:
+    """`rows` split in order over `files` CSV files (with a header); an extract block reading them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    per_file = -(-len(rows) // files)
+    for number in range(files):
+        chunk = rows[number * per_file : (number + 1) * per_file]
+        lines = "".join(f"{row_id},{name},{amount}\n" for row_id, name, amount in chunk)
+        (folder / f"part-{number}.csv").write_text("id,name,amount\n" + lines)
+    return {
+        "sourceType": "S3",
+        "path": str(folder),
+        "format": "csv",
+        "options": {"header": "true", "inferSchema": "true"},
+    }
+
+
+def test_issue_16_a_row_refused_by_a_check_in_the_last_file_leaves_the_table_as_it_was(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    """10,000 CSV rows in four files appended into a table holding one row; the CHECK refuses one
+    row of the last file. The run fails as a data error naming the row and the cause, without
+    retrying, and not one row is added (it used to end with exit code 4 and 2,501 or 5,001 rows:
+    each partition committed on its own, and the retry tripped over their keys)."""
+    db.execute(
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(20), amount INT, CHECK (amount >= 0))",
+        f"INSERT INTO {table} VALUES (0, 'kept', 1)",
+    )
+    rows = [(i, f"n{i}", -5 if i == 9_000 else i % 100) for i in range(1, 10_001)]
+    source = write_csv_files(tmp_path / "in", rows, files=4)
+    pipeline = parse_manifest(
+        {
+            "metadata": {"name": "jdbc-test"},
+            "spec": {
+                "extract": source,
+                "load": load(db, table, writeMode="append", primaryKey=["id"]),
+                "errorHandling": {"retry": {"strategy": "fixed", "maxAttempts": 3, "initialDelaySeconds": 0}},
+            },
+        }
+    )
+    with pytest.raises(DataError) as failed:
+        run_pipeline(pipeline, context(spark, db), NO_SCHEMAS)
+    assert failed.value.exit_code == 3
+    message = str(failed.value)
+    cause = "CheckViolation/23514" if db.kind == "PostgreSQL" else "IntegrityError/4025"
+    assert f"{table} of {db.kind}" in message and "row (id=9000)" in message and cause in message, message
+    assert db.rows(f"SELECT id, name, amount FROM {table}") == [(0, "kept", 1)]
+    assert db.tables_like("etl_stage_") == []
+
+
+def create_refusing_table(db: Database, table: str, *existing: str) -> None:
+    """A table whose column type, NOT NULL, CHECK and foreign key each refuse a row, holding the
+    `existing` rows; its parent table holds ids 1 and 2."""
+    db.execute(
+        f"CREATE TABLE {table}_parent (id INT PRIMARY KEY)",
+        f"INSERT INTO {table}_parent VALUES (1), (2)",
+        f"CREATE TABLE {table} (id INT PRIMARY KEY, name VARCHAR(5) NOT NULL, amount INT, parent INT, "
+        f"CHECK (amount >= 0), FOREIGN KEY (parent) REFERENCES {table}_parent (id))",
+    )
+    if existing:
+        db.execute(f"INSERT INTO {table} VALUES {', '.join(existing)}")
+
+
+REFUSING_SCHEMA = "id int, name string, amount int, parent int"
+#: A row each of the table's rules refuses, by the rule, with the cause each database gives
+#: (MySQL's LOAD DATA into staging reports a value too long and a NULL in a NOT NULL column as
+#: warnings 1265 and 1263, where an INSERT would raise 1406 and 1048).
+REFUSED_ROWS = {
+    "too long": (
+        (2, "toolong", 5, 1),
+        {"PostgreSQL": "StringDataRightTruncation/22001", "MySQL": "DataError/1265"},
+    ),
+    "check": ((3, "bob", -1, 1), {"PostgreSQL": "CheckViolation/23514", "MySQL": "IntegrityError/4025"}),
+    "not null": ((4, None, 5, 1), {"PostgreSQL": "NotNullViolation/23502", "MySQL": "IntegrityError/1263"}),
+    "foreign key": (
+        (5, "eve", 5, 9),
+        {"PostgreSQL": "ForeignKeyViolation/23503", "MySQL": "IntegrityError/1452"},
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", list(REFUSED_ROWS))
+@pytest.mark.parametrize("mode", ["append", "upsert", "overwrite"])
+def test_with_tolerance_none_a_refused_row_fails_the_run_naming_it_and_the_table_is_unchanged(
+    spark: Any, db: Database, table: str, tmp_path: Path, rule: str, mode: str
+) -> None:
+    create_refusing_table(db, table, "(0, 'kept', 1, 1)", "(6, 'old', 1, 2)")
+    bad, causes = REFUSED_ROWS[rule]
+    rows = [(1, "ada", 5, 1), bad, (6, "new", 7, 2)]
+    source = from_rows(spark, tmp_path / "in", rows, REFUSING_SCHEMA)
+    with pytest.raises(DataError) as failed:
+        run(spark, db, {"extract": source, "load": load(db, table, writeMode=mode, primaryKey=["id"])})
+    assert failed.value.exit_code == 3
+    assert f"refused row (id={bad[0]}): {causes[db.kind]}" in str(failed.value), str(failed.value)
+    assert db.rows(f"SELECT id, name, amount, parent FROM {table} ORDER BY id") == [
+        (0, "kept", 1, 1),
+        (6, "old", 1, 2),
+    ]
+    assert db.tables_like("etl_stage_") == []
+
+
+def without_key(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return sorted(rows, key=lambda row: row[0])
+
+
+def dead_letters(spark: Any, folder: Path) -> list[dict[str, Any]]:
+    """The dead letters written as JSON under `folder`, by recordKey."""
+    found = [row.asDict(recursive=True) for row in spark.read.json(str(folder)).collect()]
+    return sorted(found, key=lambda letter: letter["context"]["recordKey"])
+
+
+def dead_letter_queue(folder: Path) -> dict[str, Any]:
+    return {"type": "s3", "path": str(folder), "format": "json", "partitionBy": "none"}
+
+
+@pytest.mark.parametrize("mode", ["append", "upsert"])
+def test_with_tolerance_all_refused_rows_are_dead_lettered_and_every_other_row_is_written(
+    spark: Any, db: Database, table: str, tmp_path: Path, mode: str
+) -> None:
+    """Refused at staging (a value too long; MySQL's NOT NULL) and at the write (CHECK, NOT NULL,
+    foreign key); for upsert also an update the CHECK refuses, which leaves the old row."""
+    create_refusing_table(db, table, "(0, 'kept', 1, 1)", "(6, 'old', 1, 2)", "(7, 'same', 1, 1)")
+    rows = [(1, "ada", 5, 1), *(bad for bad, _ in REFUSED_ROWS.values()), (6, "joy", 7, 2), (8, "max", 0, 2)]
+    if mode == "upsert":
+        rows.append((7, "same", -3, 1))
+    source = from_rows(spark, tmp_path / "in", rows, REFUSING_SCHEMA)
+    queue = tmp_path / "dead-letters"
+    spec = {
+        "extract": source,
+        "load": load(db, table, writeMode=mode, primaryKey=["id"]),
+        "errorHandling": {
+            "tolerance": "all",
+            "retry": {"strategy": "none"},
+            "deadLetter": dead_letter_queue(queue),
+        },
+    }
+    if mode == "append":  # a key the table holds already is refused too
+        rows.append((0, "dup", 1, 1))
+        spec["extract"] = from_rows(spark, tmp_path / "in", rows, REFUSING_SCHEMA)
+    metrics = run(spark, db, spec)
+
+    expected = [
+        (0, "kept", 1, 1),
+        (1, "ada", 5, 1),
+        (6, "joy" if mode == "upsert" else "old", 7 if mode == "upsert" else 1, 2),
+    ]
+    expected += [(7, "same", 1, 1), (8, "max", 0, 2)]
+    assert db.rows(f"SELECT id, name, amount, parent FROM {table} ORDER BY id") == without_key(expected)
+    refused = {f"row (id={bad[0]})": causes[db.kind] for bad, causes in REFUSED_ROWS.values()}
+    if mode == "upsert":
+        refused["row (id=7)"] = REFUSED_ROWS["check"][1][db.kind]
+    else:
+        refused["row (id=0)"] = "UniqueViolation/23505" if db.kind == "PostgreSQL" else "IntegrityError/1062"
+        refused["row (id=6)"] = refused["row (id=0)"]
+    letters = dead_letters(spark, queue)
+    assert {letter["context"]["recordKey"]: letter["errorType"] for letter in letters} == refused
+    for letter in letters:
+        assert letter["stage"] == "load" and letter["pipelineId"] == "jdbc-test" and letter["errorMessage"]
+        assert letter["context"]["sink"] == f"{db.kind} {db.address}"
+        assert letter["context"]["table"] == table and letter["context"]["batch"] == "test-run"
+        assert letter["context"]["writeMode"] == mode
+        original = json.loads(letter["originalRecord"])
+        assert f"row (id={original['id']})" == letter["context"]["recordKey"]
+        assert tuple(original.values()) in rows
+    assert metrics.records_failed == len(refused) and metrics.records_failed_by_stage == {
+        "load": len(refused)
+    }
+    assert metrics.records_extracted == len(rows) == metrics.records_loaded + metrics.records_failed
+    assert db.tables_like("etl_stage_") == []
+
+
+class OnRetry(logging.Handler):
+    """Calls `action` once, when the load's first attempt has failed and a retry is due."""
+
+    def __init__(self, action: Any) -> None:
+        super().__init__(logging.WARNING)
+        self.action = action
+        self.retries: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.retries.append(record.getMessage())
+        if len(self.retries) == 1:
+            self.action()
+
+
+@contextmanager
+def on_retry(action: Any) -> Iterator[OnRetry]:
+    handler = OnRetry(action)
+    retry_log = logging.getLogger("etl_job.retry")
+    retry_log.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        retry_log.removeHandler(handler)
+
+
+RETRIED = {"tolerance": "all", "retry": {"strategy": "fixed", "maxAttempts": 3, "initialDelaySeconds": 0.2}}
+
+
+def test_a_server_that_refuses_connections_is_retried_then_fails_unavailable_with_no_dead_letter(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    source = from_rows(spark, tmp_path / "in", [(1, "ada")], PEOPLE_SCHEMA)
+    sink = load(db, table, writeMode="append")
+    sink["connection"]["port"] = free_port()  # nothing listens there
+    queue = tmp_path / "dead-letters"
+    spec = {
+        "extract": source,
+        "load": sink,
+        "errorHandling": {**RETRIED, "deadLetter": dead_letter_queue(queue)},
+    }
+    with on_retry(lambda: None) as retries, pytest.raises(SinkRejected) as failed:
+        run(spark, db, spec)
+    assert failed.value.exit_code == 4 and not failed.value.permanent
+    assert len(retries.retries) == 2  # three attempts
+    assert "refused" in str(failed.value)
+    assert not queue.exists()
+
+
+#: A connection option that makes a write give up on a lock after a second.
+LOCK_TIMEOUT = {
+    "PostgreSQL": {"options": "-c lock_timeout=1000"},
+    "MySQL": {"sessionVariables": "lock_wait_timeout=1"},
+}
+
+
+def test_a_lock_that_times_out_is_retried_and_the_rows_are_written_once_with_no_dead_letter(
+    spark: Any, db: Database, table: str, tmp_path: Path
+) -> None:
+    """Another session keeps the table from being written (it may still be read) until the
+    load's first attempt has timed out on it; the retry writes every row, once."""
+    create_people(db, table, "(1, 'ada', NULL)")
+    other = db.server.connect()
+    with other.cursor() as cur:
+        if db.kind == "PostgreSQL":
+            cur.execute(f"LOCK TABLE {table} IN SHARE MODE")
+        else:
+            cur.execute(f"LOCK TABLES {table} READ")
+
+    def release() -> None:
+        if db.kind == "PostgreSQL":
+            other.rollback()
+        else:
+            with other.cursor() as cur:
+                cur.execute("UNLOCK TABLES")
+
+    source = from_rows(spark, tmp_path / "in", [(2, "grace"), (3, "linus")], PEOPLE_SCHEMA)
+    sink = load(db, table, writeMode="append")
+    sink["connection"]["options"] = LOCK_TIMEOUT[db.kind]
+    queue = tmp_path / "dead-letters"
+    spec = {
+        "extract": source,
+        "load": sink,
+        "errorHandling": {**RETRIED, "deadLetter": dead_letter_queue(queue)},
+    }
+    try:
+        with on_retry(release) as retries:
+            metrics = run(spark, db, spec)
+    finally:
+        other.close()
+    assert len(retries.retries) == 1 and "lock" in retries.retries[0].lower(), retries.retries
+    assert (metrics.retry_count, metrics.records_loaded, metrics.records_failed) == (1, 2, 0)
+    assert db.rows(f"SELECT id, name FROM {table} ORDER BY id") == [(1, "ada"), (2, "grace"), (3, "linus")]
+    assert not queue.exists()
+    assert db.tables_like("etl_stage_") == []

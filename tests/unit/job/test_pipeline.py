@@ -135,6 +135,7 @@ def test_tolerance_all_dead_letters_bad_records_and_the_counts_add_up(
     )
     assert parquet_rows(spark, tmp_path / "out", "event_id") == [(1,), (2,), (3,), (4,), (5,)]
     assert (metrics.records_extracted, metrics.records_loaded, metrics.records_failed) == (7, 5, 2)
+    assert metrics.records_failed_by_stage == {"extract": 2}
     assert metrics.records_extracted == metrics.records_loaded + metrics.records_failed
     assert metrics.success_rate == pytest.approx(5 / 7, abs=1e-6)
 

@@ -3,18 +3,26 @@ value), streamed by each executor into the staging table with COPY (PostgreSQL) 
 LOCAL INFILE (MySQL), one transaction per partition, so load speed grows with the executors.
 
 A partition is loaded once: its number goes into a small table in the same transaction, so a
-retried or speculative task that finds it there loads nothing."""
+retried or speculative task that finds it there loads nothing.
+
+A value staging refuses (too long, out of range) fails the partition; with `tolerate` the lines
+are kept in a local file as they stream past, and the refused ones are found by loading ranges
+of them inside savepoints (refusals.find_refused), the others loaded. Each line starts with its
+row's id (sql.ROW_ID), by which the driver finds the row again."""
 
 from __future__ import annotations
 
+import array
 import functools
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl_job.connectors.jdbc.errors import BULK_BAD_DATA, BULK_REJECTED
+from etl_job.connectors.jdbc.errors import BULK_BAD_DATA, BULK_REJECTED, REFUSAL_CLASSES, error_type
+from etl_job.connectors.jdbc.refusals import find_refused
 from etl_job.connectors.jdbc.sql import Dialect, FieldFormat
 from etl_job.runtime.columns import named_column
 
@@ -25,6 +33,14 @@ LOAD_FILE_SIZE = 64 << 20
 #: MySQL error codes that mean a value or a key of the data, not the server, is at fault.
 MYSQL_DATA_ERRORS = frozenset({1048, 1062, 1263, 1264, 1265, 1292, 1366, 1406, 1411})
 DUPLICATE_ENTRY = 1062
+#: MySQL codes of a NULL refused by a NOT NULL column: constraints (SQLSTATE class 23), where the
+#: other data errors are values (22).
+MYSQL_NULL_ERRORS = frozenset({1048, 1263})
+_AT_ROW = re.compile(r" at row \d+$")
+_COPY_COLUMN = re.compile(r", column ([^:]+):")
+
+#: A row staging refused: its id (sql.ROW_ID), the error's class and code, and the message.
+StagedRefusal = tuple[int, str, str]
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,10 @@ class BulkTarget:
     load_statement: str = ""
     #: INSERT of the partition number into the loaded-partitions table.
     mark_statement: str = ""
+    #: Load the lines staging takes and report the others, instead of failing the partition.
+    tolerate: bool = False
+    #: Only find the first line staging refuses; load nothing (rolled back) and mark nothing.
+    dry_run: bool = False
 
 
 # --- the load text (driver side: Spark expressions) ------------------------------------------
@@ -107,10 +127,28 @@ def line_bytes(text_frame: Any) -> Any:
     return RDD(lines.toJavaRDD(), spark.sparkContext, deserializer)
 
 
-def bulk_load(text_frame: Any, target: BulkTarget) -> int:
-    """Load every partition of the load text into staging, in parallel; the rows loaded."""
-    loaded = line_bytes(text_frame).mapPartitions(functools.partial(load_partition, target)).collect()
-    return int(sum(loaded))
+def bulk_load(text_frame: Any, target: BulkTarget) -> tuple[int, list[StagedRefusal]]:
+    """Load every partition of the load text into staging, in parallel; the rows loaded, and
+    the rows staging refused (with `target.tolerate`; else the first fails the load)."""
+    loads = line_bytes(text_frame).mapPartitions(functools.partial(load_partition, target)).collect()
+    return sum(rows for rows, _ in loads), [refused for _, found in loads for refused in found]
+
+
+def first_refused(text_frame: Any, target: BulkTarget, partition: int) -> StagedRefusal | None:
+    """The first line of `partition` that staging refuses, found by a dry run of that partition
+    alone (nothing is kept): the row to name when a partition failed with bad data."""
+    from dataclasses import replace
+
+    dry_run = replace(target, tolerate=True, dry_run=True)
+    lines = line_bytes(text_frame)
+    loads = lines.context.runJob(lines, functools.partial(load_partition, dry_run), [partition])
+    return next((found[0] for _, found in loads if found), None)
+
+
+def failed_partition(message: str) -> tuple[int | None, str]:
+    """The partition named in a bad-data message of an executor, and the message without it."""
+    match = re.match(r"^\(partition (\d+)\) (.*)$", message)
+    return (int(match.group(1)), match.group(2)) if match else (None, message)
 
 
 # --- executor side ------------------------------------------------------------------------------
@@ -120,7 +158,7 @@ class BulkLoadFailed(RuntimeError):
     """Raised on an executor; its message starts with a marker the driver looks for."""
 
 
-def load_partition(target: BulkTarget, lines: Iterator[bytes]) -> Iterator[int]:
+def load_partition(target: BulkTarget, lines: Iterator[bytes]) -> Iterator[tuple[int, list[StagedRefusal]]]:
     from pyspark import TaskContext
 
     context = TaskContext.get()
@@ -129,7 +167,9 @@ def load_partition(target: BulkTarget, lines: Iterator[bytes]) -> Iterator[int]:
     yield loader(target, partition, lines)
 
 
-def _load_postgres(target: BulkTarget, partition: int, lines: Iterator[bytes]) -> int:
+def _load_postgres(
+    target: BulkTarget, partition: int, lines: Iterator[bytes]
+) -> tuple[int, list[StagedRefusal]]:
     import psycopg2
     from psycopg2 import errors
 
@@ -144,29 +184,90 @@ def _load_postgres(target: BulkTarget, partition: int, lines: Iterator[bytes]) -
         )
     except psycopg2.Error as failed:
         raise BulkLoadFailed(f"{BULK_REJECTED} {_first_line(str(failed))}") from None
+    spool = _Spool() if target.tolerate else None
     try:
         with connection.cursor() as cursor:
-            try:
-                cursor.execute(target.mark_statement, (partition,))
-            except errors.UniqueViolation:
-                connection.rollback()
-                return 0  # another attempt of this task loaded the partition
-            cursor.copy_expert(target.load_statement, _LineStream(lines), size=COPY_READ_SIZE)
-            rows = int(cursor.rowcount)
-        connection.commit()
-        return rows
+            if not target.dry_run:
+                try:
+                    cursor.execute(target.mark_statement, (partition,))
+                except errors.UniqueViolation:
+                    connection.rollback()
+                    return 0, []  # another attempt of this task loaded the partition
+            stream = _LineStream(lines, spool)
+            refused: list[StagedRefusal] = []
+            if spool is None:
+                cursor.copy_expert(target.load_statement, stream, size=COPY_READ_SIZE)
+                rows = int(cursor.rowcount)
+            else:
+                rows, refused = _copy_tolerating(cursor, target, stream, spool)
+        if target.dry_run:
+            connection.rollback()
+        else:
+            connection.commit()
+        return rows, refused
     except psycopg2.Error as failed:
         connection.rollback()
-        data = (failed.pgcode or "")[:2] in ("22", "23")
+        data = _refused_value(failed)
         context = getattr(failed.diag, "context", None)
         where = f" ({_first_line(context)})" if data and context else ""
-        marker = BULK_BAD_DATA if data else BULK_REJECTED
+        marker = f"{BULK_BAD_DATA} (partition {partition})" if data else BULK_REJECTED
         raise BulkLoadFailed(f"{marker} {_first_line(str(failed))}{where}") from None
     finally:
         connection.close()
+        if spool is not None:
+            spool.close()
 
 
-def _load_mysql(target: BulkTarget, partition: int, lines: Iterator[bytes]) -> int:
+def _refused_value(failed: Any) -> bool:
+    return (getattr(failed, "pgcode", None) or "")[:2] in REFUSAL_CLASSES
+
+
+def _copy_tolerating(
+    cursor: Any, target: BulkTarget, stream: _LineStream, spool: _Spool
+) -> tuple[int, list[StagedRefusal]]:
+    """COPY the partition; when staging refuses a line, load it again by ranges of its lines
+    (kept in `spool`), each inside a savepoint, leaving out the lines refused alone."""
+    import psycopg2
+
+    def attempt(source: Any) -> tuple[str, str] | None:
+        cursor.execute("SAVEPOINT etl_lines")
+        try:
+            cursor.copy_expert(target.load_statement, source, size=COPY_READ_SIZE)
+        except psycopg2.Error as failed:
+            if not _refused_value(failed):
+                raise
+            cursor.execute("ROLLBACK TO SAVEPOINT etl_lines")
+            cursor.execute("RELEASE SAVEPOINT etl_lines")
+            return _postgres_refusal(failed)
+        cursor.execute("RELEASE SAVEPOINT etl_lines")
+        return None
+
+    whole = attempt(stream)
+    stream.drain()
+    offsets = spool.offsets
+    if whole is None:
+        return len(offsets) - 1, []
+    found = find_refused(
+        len(offsets) - 1,
+        lambda lo, hi: attempt(spool.reader(offsets[lo], offsets[hi])),
+        whole=whole,
+        first_only=target.dry_run,
+    )
+    refused = [(spool.row_id(position), kind, message) for position, (kind, message) in found]
+    return len(offsets) - 1 - len(refused), refused
+
+
+def _postgres_refusal(failed: Any) -> tuple[str, str]:
+    """psycopg2's class and the SQLSTATE, and the message with the column when COPY names it."""
+    message = failed.diag.message_primary or _first_line(str(failed))
+    column = _COPY_COLUMN.search(failed.diag.context or "")
+    where = f" (column {column.group(1)})" if column else ""
+    return f"{type(failed).__name__}/{failed.pgcode}", f"{message}{where}"
+
+
+def _load_mysql(
+    target: BulkTarget, partition: int, lines: Iterator[bytes]
+) -> tuple[int, list[StagedRefusal]]:
     import pymysql
 
     try:
@@ -187,27 +288,37 @@ def _load_mysql(target: BulkTarget, partition: int, lines: Iterator[bytes]) -> i
     os.close(handle)
     try:
         with connection.cursor() as cursor:
-            try:
-                cursor.execute(target.mark_statement, (partition,))
-            except pymysql.err.IntegrityError:
-                connection.rollback()
-                return 0  # another attempt of this task loaded the partition
-            rows = 0
+            if not target.dry_run:
+                try:
+                    cursor.execute(target.mark_statement, (partition,))
+                except pymysql.err.IntegrityError:
+                    connection.rollback()
+                    return 0, []  # another attempt of this task loaded the partition
+            rows, refused = 0, list[StagedRefusal]()
             # LOAD DATA reads a file: the partition goes through a few bounded files in turn.
             for chunk in _chunks(lines, LOAD_FILE_SIZE):
-                with open(path, "wb") as out:
-                    out.writelines(chunk)
-                rows += int(cursor.execute(target.load_statement, (path,)))
-                if cursor.warning_count:
-                    # LOCAL turns bad values and repeated keys into warnings and goes on:
-                    # any warning means a row was altered or skipped.
-                    _level, code, message = connection.show_warnings()[0]
-                    marker = BULK_BAD_DATA if code in MYSQL_DATA_ERRORS else BULK_REJECTED
-                    if code == DUPLICATE_ENTRY:
-                        message = f"a primaryKey value appears more than once in the output: {message}"
-                    raise BulkLoadFailed(f"{marker} {message} (partition {partition})")
-        connection.commit()
-        return rows
+                if target.tolerate:
+                    cursor.execute("SAVEPOINT etl_lines")
+                loaded, warning = _load_file(connection, cursor, target, path, chunk)
+                if warning is None:
+                    rows += loaded
+                    if target.tolerate:
+                        cursor.execute("RELEASE SAVEPOINT etl_lines")
+                    continue
+                if not (target.tolerate and _tolerable(warning[0])):
+                    raise _mysql_load_failure(warning, partition)
+                cursor.execute("ROLLBACK TO SAVEPOINT etl_lines")
+                cursor.execute("RELEASE SAVEPOINT etl_lines")
+                found = _bisect_chunk(connection, cursor, target, path, chunk, warning, partition)
+                rows += len(chunk) - len(found)
+                refused.extend(found)
+                if target.dry_run and refused:
+                    break
+        if target.dry_run:
+            connection.rollback()
+        else:
+            connection.commit()
+        return rows, refused
     except pymysql.MySQLError as failed:
         connection.rollback()
         code = failed.args[0] if failed.args else None
@@ -221,11 +332,127 @@ def _load_mysql(target: BulkTarget, partition: int, lines: Iterator[bytes]) -> i
         os.unlink(path)
 
 
-class _LineStream:
-    """The file-like object COPY reads: whole lines, about `size` bytes a read."""
+def _load_file(
+    connection: Any, cursor: Any, target: BulkTarget, path: str, lines: Sequence[bytes]
+) -> tuple[int, tuple[int, str] | None]:
+    """LOAD DATA of `lines`; the rows loaded, and the first warning (code, message), if any.
+    LOCAL turns bad values and repeated keys into warnings and goes on: any warning means a
+    row was altered or skipped."""
+    with open(path, "wb") as out:
+        out.writelines(lines)
+    loaded = int(cursor.execute(target.load_statement, (path,)))
+    if not cursor.warning_count:
+        return loaded, None
+    _level, code, message = connection.show_warnings()[0]
+    return loaded, (int(code), str(message))
 
-    def __init__(self, lines: Iterator[bytes]) -> None:
+
+def _tolerable(code: int) -> bool:
+    """A value or a NULL refused; a key staged twice is the output's fault, never set aside."""
+    return code in MYSQL_DATA_ERRORS and code != DUPLICATE_ENTRY
+
+
+def _mysql_load_failure(warning: tuple[int, str], partition: int) -> BulkLoadFailed:
+    code, message = warning
+    if code == DUPLICATE_ENTRY:
+        message = f"a primaryKey value appears more than once in the output: {message}"
+    marker = f"{BULK_BAD_DATA} (partition {partition})" if code in MYSQL_DATA_ERRORS else BULK_REJECTED
+    return BulkLoadFailed(f"{marker} {message}")
+
+
+def _bisect_chunk(
+    connection: Any,
+    cursor: Any,
+    target: BulkTarget,
+    path: str,
+    chunk: Sequence[bytes],
+    warning: tuple[int, str],
+    partition: int,
+) -> list[StagedRefusal]:
+    """Load the chunk by ranges of lines inside savepoints, leaving out those refused alone."""
+
+    def attempt(lo: int, hi: int) -> tuple[int, str] | None:
+        cursor.execute("SAVEPOINT etl_lines")
+        _loaded, found = _load_file(connection, cursor, target, path, chunk[lo:hi])
+        if found is not None:
+            cursor.execute("ROLLBACK TO SAVEPOINT etl_lines")
+            if not _tolerable(found[0]):
+                raise _mysql_load_failure(found, partition)
+        cursor.execute("RELEASE SAVEPOINT etl_lines")
+        return found
+
+    found = find_refused(len(chunk), attempt, whole=warning, first_only=target.dry_run)
+    return [_mysql_refusal(chunk[position], code, message) for position, (code, message) in found]
+
+
+def _mysql_refusal(line: bytes, code: int, message: str) -> StagedRefusal:
+    # The class PyMySQL raises for the same error in a statement (no SQLSTATE in a warning).
+    state = "23000" if code in MYSQL_NULL_ERRORS else "22000"
+    return _row_id(line), error_type("MySQL", state, code), _AT_ROW.sub("", message)
+
+
+def _row_id(line: bytes) -> int:
+    """The row id each load line starts with (sql.ROW_ID)."""
+    return int(line[: line.index(b",")])
+
+
+class _Spool:
+    """A partition's lines kept in a local file as they stream to the database, to be loaded
+    again by ranges of lines when staging refuses one. Lines are the rows of the iterator, not
+    of the file: a quoted value may hold a newline."""
+
+    def __init__(self) -> None:
+        folder = os.environ.get("SPARK_LOCAL_DIRS", "").split(",")[0] or None
+        handle, self.path = tempfile.mkstemp(prefix="etl-spool-", suffix=".txt", dir=folder)
+        self.file = os.fdopen(handle, "w+b")
+        #: Where each line starts, and the end of the last: n + 1 numbers for n lines.
+        self.offsets = array.array("q", [0])
+
+    def write(self, lines: Sequence[bytes], data: bytes) -> None:
+        """Keep `lines`, whose bytes joined are `data`."""
+        position = self.offsets[-1]
+        for line in lines:
+            position += len(line)
+            self.offsets.append(position)
+        self.file.write(data)
+
+    def reader(self, start: int, end: int) -> _RangeReader:
+        self.file.flush()
+        return _RangeReader(self.file, start, end)
+
+    def row_id(self, position: int) -> int:
+        self.file.flush()
+        self.file.seek(self.offsets[position])
+        return _row_id(self.file.read(self.offsets[position + 1] - self.offsets[position]))
+
+    def close(self) -> None:
+        self.file.close()
+        os.unlink(self.path)
+
+
+class _RangeReader:
+    """The file-like object COPY reads for the bytes start..end of a spool."""
+
+    def __init__(self, file: Any, start: int, end: int) -> None:
+        self._file, self._position, self._end = file, start, end
+
+    def read(self, size: int = -1) -> bytes:
+        wanted = self._end - self._position if size < 0 else min(size, self._end - self._position)
+        if wanted <= 0:
+            return b""
+        self._file.seek(self._position)
+        data: bytes = self._file.read(wanted)
+        self._position += len(data)
+        return data
+
+
+class _LineStream:
+    """The file-like object COPY reads: whole lines, about `size` bytes a read; each read is
+    copied into `spool` when there is one."""
+
+    def __init__(self, lines: Iterator[bytes], spool: _Spool | None = None) -> None:
         self._lines = lines
+        self._spool = spool
 
     def read(self, size: int = -1) -> bytes:
         chunk, total = [], 0
@@ -234,7 +461,15 @@ class _LineStream:
             total += len(line)
             if 0 <= size <= total:
                 break
-        return b"".join(chunk)
+        data = b"".join(chunk)
+        if self._spool is not None:
+            self._spool.write(chunk, data)
+        return data
+
+    def drain(self) -> None:
+        """Read what COPY left unread, into the spool."""
+        while self.read(COPY_READ_SIZE):
+            pass
 
 
 def _chunks(lines: Iterator[bytes], size: int) -> Iterator[list[bytes]]:

@@ -159,10 +159,12 @@ def _java_chain(throwable: Any, limit: int = 12) -> list[Cause]:
     chain: list[Cause] = []
     try:
         while throwable is not None and len(chain) < limit:
-            state = None
+            state, code = None, None
             if gateway is not None and is_instance_of(gateway, throwable, "java.sql.SQLException"):
-                state = throwable.getSQLState()
-            chain.append(Cause(throwable.getClass().getName(), str(throwable.getMessage() or ""), state))
+                state, code = throwable.getSQLState(), int(throwable.getErrorCode()) or None
+            chain.append(
+                Cause(throwable.getClass().getName(), str(throwable.getMessage() or ""), state, code)
+            )
             cause = throwable.getCause()
             throwable = None if cause is None or cause.equals(throwable) else cause
     except Exception:  # noqa: BLE001 - the JVM went away: what was read so far is what there is

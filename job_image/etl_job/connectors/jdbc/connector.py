@@ -1,5 +1,6 @@
 """PostgreSQL and MySQL: the JDBC source (table or query, parallel and incremental reads) and the
-sink (append, overwrite keeping the table, upsert through a bulk-loaded staging table).
+sink (append, overwrite keeping the table, upsert), which loads a staging table in bulk and
+writes it into the table in one transaction, finding the rows the table refuses.
 
 SQL text comes from jdbc.sql (pure), driver-side statements go through jdbc.client, the bulk
 load runs on the executors (jdbc.bulk). Every failure names the database, the table and the
@@ -14,7 +15,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl_job.connectors.jdbc.bulk import BulkTarget, bulk_load, load_text
+from etl_job.connectors import deadletter
+from etl_job.connectors.jdbc.bulk import (
+    BulkTarget,
+    StagedRefusal,
+    bulk_load,
+    failed_partition,
+    first_refused,
+    load_text,
+)
 from etl_job.connectors.jdbc.client import JdbcClient, JdbcFailure, causes_of
 from etl_job.connectors.jdbc.errors import (
     BULK_BAD_DATA,
@@ -22,16 +31,21 @@ from etl_job.connectors.jdbc.errors import (
     CARDINALITY_VIOLATION,
     MISSING_TABLE_STATES,
     UNIQUE_VIOLATION,
+    Refusal,
     driver_message,
     hint,
     marked,
     permanent,
     redact,
+    refusal,
 )
+from etl_job.connectors.jdbc.refusals import RowSpace, find_refused
 from etl_job.connectors.jdbc.sql import (
     DIALECTS,
     NUMERIC_JDBC_TYPES,
+    ROW_ID,
     Dialect,
+    UnsupportedType,
     bounds_query,
     filtered_relation,
     incremental_predicate,
@@ -52,7 +66,6 @@ from etl_job.contract import (
     EtlError,
     JdbcSink,
     JdbcSource,
-    Performance,
     SecretKeyRef,
     SinkRejected,
     SourceUnavailable,
@@ -60,7 +73,9 @@ from etl_job.contract import (
 )
 from etl_job.contract.credentials import secret_value
 from etl_job.quality.guard import record_violation
-from etl_job.runtime.context import RunContext
+from etl_job.quality.validate import row_label
+from etl_job.runtime.columns import named_column
+from etl_job.runtime.context import RunContext, SinkRefusals
 
 log = logging.getLogger("etl_job.jdbc")
 
@@ -275,8 +290,11 @@ class TargetColumns:
 
 @register_sink("PostgreSQL", "MySQL")
 class JdbcSinkConnector:
-    """A table, created from the output's schema when missing: append or overwrite with Spark's
-    JDBC writer, upsert through a staging table loaded in bulk and one merge statement."""
+    """A table, created from the output's schema when missing. Every write mode stages the output
+    in bulk, then writes staging into the table in one transaction (append: INSERT ... SELECT;
+    overwrite: the table emptied first; upsert: the merge), so a run changes the table whole or
+    not at all. A row the table refuses fails the run, named (tolerance none), or is left out and
+    dead-lettered (tolerance all)."""
 
     def write(self, frame: Any, block: JdbcSink, context: RunContext) -> None:
         database = database_of(block.sink_type, block.connection, block.credentials_ref, context.env, "load")
@@ -289,13 +307,14 @@ class JdbcSinkConnector:
                 stage="load",
                 field="primaryKey",
             )
+        if any(name.lower() == ROW_ID for name, _ in output):
+            raise ConfigurationError(
+                f"column {ROW_ID} is the name the load gives its staged rows; rename it", stage="load"
+            )
         try:
             with database.client(context.spark) as client:
                 columns = prepare_table(client, database, block, output)
-            if block.write_mode == WriteMode.upsert:
-                upsert(frame, block, database, columns, context)
-            else:
-                _write_with_spark(frame, block, database)
+            write_through_staging(frame, block, database, columns, context)
         except EtlError:
             raise
         except Exception as failed:
@@ -304,7 +323,8 @@ class JdbcSinkConnector:
             bad = marked(str(failed), BULK_BAD_DATA)
             if bad is not None:
                 raise DataError(
-                    f"table {block.table} of {database.label} refused a row: {redact(bad, database.secrets)}",
+                    f"table {block.table} of {database.label} refused a row: "
+                    f"{redact(failed_partition(bad)[1], database.secrets)}",
                     stage="load",
                 ) from None
             message, lasting = database.failure(f"cannot write table {block.table} of", failed)
@@ -370,61 +390,96 @@ def _create_table(
     return [name for name, _ in output]
 
 
-def _write_with_spark(frame: Any, block: JdbcSink, database: Database) -> None:
-    """Append, or overwrite by TRUNCATE, which keeps the table's definition (keys, types,
-    grants), in JDBC batches of batchSize."""
-    overwrite = block.write_mode == WriteMode.overwrite
-    writer = frame.write.format("jdbc").mode("overwrite" if overwrite else "append")
-    for key, value in database.spark_options().items():
-        writer = writer.option(key, value)
-    writer = writer.option("dbtable", database.dialect.quote_table(block.table))
-    # pipeline.load_settings fills batchSize in from performance.batchSize, whose default this is.
-    writer = writer.option("batchsize", str(block.batch_size or Performance().batch_size))
-    if overwrite:
-        writer = writer.option("truncate", "true")
-    writer.save()
+@dataclass(frozen=True)
+class StagedOutput:
+    """The output of one load as it is staged: its rows, numbered (ROW_ID) and kept on the
+    executors, so that a refused row is found again by its number, and their load text."""
+
+    rows: Any
+    text: Any
 
 
-def upsert(
+@dataclass(frozen=True)
+class _Write:
+    """One load's settings, for the steps that stage and write it."""
+
+    block: JdbcSink
+    database: Database
+    columns: TargetColumns
+    context: RunContext
+
+    @property
+    def mode(self) -> str:
+        return str(self.block.write_mode)
+
+    @property
+    def tolerate(self) -> bool:
+        """tolerance all: a refused row is left out and dead-lettered, the others written."""
+        return self.context.tolerance == "all"
+
+
+class _RowRefused(Exception):
+    """A row the table refused, with tolerance none: the write's transaction rolls back."""
+
+    def __init__(self, row_id: int, found: Refusal) -> None:
+        super().__init__(found.message)
+        self.row_id, self.refusal = row_id, found
+
+
+def write_through_staging(
     frame: Any, block: JdbcSink, database: Database, columns: TargetColumns, context: RunContext
 ) -> None:
-    """Stage the output in bulk, then one INSERT ... ON CONFLICT / ON DUPLICATE KEY UPDATE in one
-    transaction: a retried load stages again and merges the same rows into the same table."""
+    """Stage the output in bulk, then write it into the table in one transaction: a retried load
+    stages again and writes the same rows into the same table."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     dialect = database.dialect
-    # Each partition sorted by key: MySQL's keyed staging table loads in key order at less than
-    # half the cost, and either merge then meets the target's key index in order.
-    keys = [columns.output[columns.table.index(key)] for key in columns.primary_key]
-    text = load_text(frame, dialect, list(zip(columns.output, columns.types, strict=True)), sort_by=keys)
+    for name, spark_type in zip(columns.output, columns.types, strict=True):
+        try:
+            dialect.field_format(spark_type)
+        except UnsupportedType:
+            raise ConfigurationError(
+                f"column {name} has type {spark_type}, which the load into table {block.table} of "
+                f"{database.label} cannot write; turn it into a string first "
+                "(a Select transform with to_json)",
+                stage="load",
+            ) from None
+    if block.write_mode == WriteMode.upsert:
+        # Each partition sorted by key: MySQL's keyed staging table loads in key order at less
+        # than half the cost, and either merge then meets the target's key index in order.
+        keys = [columns.output[columns.table.index(key)] for key in columns.primary_key]
+        frame = frame.sortWithinPartitions(*[named_column(key) for key in keys])
+    rows = frame.select(
+        *[named_column(name) for name in columns.output], F.monotonically_increasing_id().alias(ROW_ID)
+    )
     # Kept on the executors and counted first: that Dataset action is the pipeline's one pass
     # over the data (its row counts and bad-record checks, which the bulk load, an RDD job,
-    # would not report), done before the database sees a row. Lost blocks are recomputed.
-    text = text.persist(StorageLevel.MEMORY_AND_DISK_DESER)
+    # would not report), done before the database sees a row; the numbers then stay as they
+    # were when the rows were staged, for naming refused rows.
+    rows = rows.persist(StorageLevel.MEMORY_AND_DISK_DESER)
     try:
         started = time.perf_counter()
-        if text.count() == 0:
-            log.info("nothing to upsert into table %s of %s", block.table, database.label)
+        if rows.count() == 0 and block.write_mode != WriteMode.overwrite:
+            log.info("nothing to write into table %s of %s", block.table, database.label)
             return
         seconds = {"count": time.perf_counter() - started}
+        text_columns = [(ROW_ID, "bigint"), *zip(columns.output, columns.types, strict=True)]
+        staged = StagedOutput(rows, load_text(rows, dialect, text_columns))
         with database.client(context.spark) as client:
-            _stage_and_merge(client, text, block, database, columns, context.run_id, seconds)
+            _stage_and_write(client, staged, _Write(block, database, columns, context), seconds)
     finally:
-        text.unpersist()
+        rows.unpersist()
 
 
-def _stage_and_merge(
-    client: JdbcClient,
-    text: Any,
-    block: JdbcSink,
-    database: Database,
-    columns: TargetColumns,
-    run_id: str,
-    seconds: dict[str, float],
+def _stage_and_write(
+    client: JdbcClient, staged: StagedOutput, write: _Write, seconds: dict[str, float]
 ) -> None:
-    """Load staging, then merge; `seconds` gets the time each phase took (logged with the rows)."""
+    """Load staging, then write it into the table; `seconds` gets the time each phase took
+    (logged with the rows)."""
+    block, database, columns = write.block, write.database, write.columns
     dialect = database.dialect
-    staging, loaded_partitions = staging_names(block.table, run_id, secrets.token_hex(4))
+    staging, loaded_partitions = staging_names(block.table, write.context.run_id, secrets.token_hex(4))
     target = BulkTarget(
         dialect=dialect.name,
         host=database.host,
@@ -433,56 +488,47 @@ def _stage_and_merge(
         user=database.user,
         password=database.password,
         client_options=dialect.client_options(database.options),
-        load_statement=dialect.bulk_load(staging, list(zip(columns.table, columns.types, strict=True))),
+        load_statement=dialect.bulk_load(
+            staging, [(ROW_ID, "bigint"), *zip(columns.table, columns.types, strict=True)]
+        ),
         mark_statement=dialect.mark_partition_loaded(loaded_partitions),
+        tolerate=write.tolerate,
     )
+    upserting = block.write_mode == WriteMode.upsert
     try:
-        client.execute(dialect.create_staging(staging, block.table, columns.table, columns.primary_key))
+        client.execute(
+            dialect.create_staging(
+                staging, block.table, columns.table, columns.primary_key if upserting else []
+            )
+        )
         client.execute(dialect.create_loaded_partitions(loaded_partitions))
         started = time.perf_counter()
-        rows = bulk_load(text, target)
+        rows, refused_staging = _load_staging(staged, target, write)
         seconds["stage"] = time.perf_counter() - started
-        runs = text.rdd.getNumPartitions()
-        statements = dialect.merge_statements(
-            block.table,
-            staging,
-            columns.table,
-            columns.primary_key,
-            runs=runs,
-            server_version=client.server_version(),
-        )
         started = time.perf_counter()
         try:
-            try:
-                changed = _in_one_transaction(client, statements)
-            except JdbcFailure as failed:
-                if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
-                    duplicate = _duplicate_key(client, dialect, staging, columns, block, database)
-                    if duplicate is not None:
-                        raise duplicate from None
-                on_conflict = [
-                    dialect.merge(block.table, staging, columns.table, columns.primary_key, runs=runs)
-                ]
-                if failed.sql_state != UNIQUE_VIOLATION or statements == on_conflict:
-                    raise
-                # MERGE meets a key another writer added meanwhile as a unique violation, where
-                # ON CONFLICT updates it; a row another unique index refuses fails this too.
-                changed = _in_one_transaction(client, on_conflict)
-            seconds["merge"] = time.perf_counter() - started
-        except JdbcFailure as failed:
-            if (failed.sql_state or "")[:2] in ("22", "23"):  # a value or a constraint of the table
-                raise DataError(
-                    f"table {block.table} of {database.label} refused a row: {failed}", stage="load"
-                ) from None
-            raise
+            changed, refused_writing = _write_staged(
+                client, staging, staged.text.rdd.getNumPartitions(), write
+            )
+        except _RowRefused as first:
+            raise _refused_row_error(staged, write, first.row_id, first.refusal) from None
+        seconds["write" if not upserting else "merge"] = time.perf_counter() - started
+        refused = {row_id: Refusal(kind, message) for row_id, kind, message in refused_staging}
+        refused.update(refused_writing)
+        if refused:
+            write.context.report.sink_refusals = SinkRefusals(
+                len(refused), _dead_letters(staged, refused, write)
+            )
         log.info(
-            "upserted %d rows into table %s of %s (%d rows changed); seconds: %s",
-            rows,
+            "%s %d rows into table %s of %s (%d rows changed, %d refused); seconds: %s",
+            {"append": "appended", "overwrite": "wrote", "upsert": "upserted"}[write.mode],
+            rows - len(refused_writing),
             block.table,
             database.label,
             changed,
+            len(refused),
             ", ".join(f"{phase} {value:.2f}" for phase, value in seconds.items()),
-            extra={"upsert_seconds": dict(seconds)},
+            extra={"upsert_seconds" if upserting else "write_seconds": dict(seconds)},
         )
     finally:
         for name in (staging, loaded_partitions):
@@ -490,6 +536,181 @@ def _stage_and_merge(
                 client.execute(dialect.drop_table(name))
             except JdbcFailure:  # the load's own error, if any, is the one to report
                 log.warning("could not drop staging table %s of %s; drop it by hand", name, database.label)
+
+
+def _load_staging(staged: StagedOutput, target: BulkTarget, write: _Write) -> tuple[int, list[StagedRefusal]]:
+    """Bulk-load staging; with tolerance none, a value staging refuses fails the run naming its
+    row, found by a dry run of the partition that met it."""
+    try:
+        return bulk_load(staged.text, target)
+    except Exception as failed:
+        bad = marked(str(failed), BULK_BAD_DATA)
+        if bad is None:
+            raise
+        partition, _message = failed_partition(bad)
+        found = None
+        if partition is not None:
+            try:
+                found = first_refused(staged.text, target, partition)
+            except Exception:  # noqa: BLE001 - the first failure names the problem well enough
+                log.warning("could not find the row that partition %d of the load refused", partition)
+        if found is None:
+            raise
+        row_id, kind, message = found
+        raise _refused_row_error(staged, write, row_id, Refusal(kind, message)) from None
+
+
+def _write_staged(
+    client: JdbcClient, staging: str, runs: int, write: _Write
+) -> tuple[int, dict[int, Refusal]]:
+    """Write staging into the table in one transaction; the rows changed, and the rows refused
+    (tolerance all) by their ROW_ID. A refused row makes the write go again by ranges of rows."""
+    block, columns = write.block, write.columns
+    dialect = write.database.dialect
+    version = client.server_version()
+    statements = dialect.write_statements(
+        write.mode,
+        block.table,
+        staging,
+        columns.table,
+        columns.primary_key,
+        runs=runs,
+        server_version=version,
+    )
+    try:
+        try:
+            return _in_one_transaction(client, statements), {}
+        except JdbcFailure as failed:
+            if block.write_mode != WriteMode.upsert:
+                raise
+            if failed.sql_state in (CARDINALITY_VIOLATION, UNIQUE_VIOLATION):
+                duplicate = _duplicate_key(client, dialect, staging, columns, block, write.database)
+                if duplicate is not None:
+                    raise duplicate from None
+            on_conflict = [dialect.merge(block.table, staging, columns.table, columns.primary_key, runs=runs)]
+            if failed.sql_state != UNIQUE_VIOLATION or statements == on_conflict:
+                raise
+            # MERGE meets a key another writer added meanwhile as a unique violation, where
+            # ON CONFLICT updates it; a row another unique index refuses fails this too.
+            return _in_one_transaction(client, on_conflict), {}
+    except JdbcFailure as failed:
+        found = refusal(failed.causes, dialect.name)
+        if found is None:
+            raise
+        if block.write_mode == WriteMode.upsert:
+            # Written by ranges, a key staged twice would no longer fail the merge.
+            duplicate = _duplicate_key(client, dialect, staging, columns, block, write.database)
+            if duplicate is not None:
+                raise duplicate from None
+        return _write_by_ranges(client, staging, version, found, write)
+
+
+def _write_by_ranges(
+    client: JdbcClient, staging: str, version: int, whole: Refusal, write: _Write
+) -> tuple[int, dict[int, Refusal]]:
+    """The write again, in one transaction, by ranges of staged rows, each in a savepoint: the
+    refused rows are found (refusals.find_refused) and left out, the others written. With
+    tolerance none the first refused row raises _RowRefused, and nothing is written."""
+    block, columns = write.block, write.columns
+    dialect = write.database.dialect
+    client.execute(dialect.index_rows(staging))
+    space = RowSpace.of(client.query(dialect.row_extents(staging)).rows)
+    changed = 0
+
+    def attempt(lo: int, hi: int) -> Refusal | None:
+        nonlocal changed
+        statement = dialect.range_statement(
+            write.mode, block.table, staging, columns.table, columns.primary_key, space.ids(lo, hi)
+        )
+        client.execute("SAVEPOINT etl_rows")
+        try:
+            count = client.execute(statement)
+        except JdbcFailure as failed:
+            found = refusal(failed.causes, dialect.name)
+            if found is None:
+                raise
+            client.execute("ROLLBACK TO SAVEPOINT etl_rows")
+            client.execute("RELEASE SAVEPOINT etl_rows")
+            return found
+        client.execute("RELEASE SAVEPOINT etl_rows")
+        changed += count
+        return None
+
+    started = time.perf_counter()
+    with client.transaction():
+        for statement in dialect.range_statements(write.mode, block.table, staging, version):
+            client.execute(statement)
+        found = find_refused(space.size, attempt, whole=whole, first_only=not write.tolerate)
+        if found and not write.tolerate:
+            position, first = found[0]
+            raise _RowRefused(space.id_at(position), first)
+    log.info(
+        "table %s of %s refused %d of %d staged rows, found in %.2f s",
+        block.table,
+        write.database.label,
+        len(found),
+        space.size,
+        time.perf_counter() - started,
+    )
+    return changed, {space.id_at(position): why for position, why in found}
+
+
+def _refused_row_error(staged: StagedOutput, write: _Write, row_id: int, found: Refusal) -> DataError:
+    """The error naming a refused row by its key (primaryKey, else its first columns)."""
+    from pyspark.sql import functions as F
+
+    block, database = write.block, write.database
+    label = (
+        staged.rows.where(F.col(ROW_ID) == row_id)
+        .select(row_label(write.columns.output, block.primary_key))
+        .first()
+    )
+    named = label[0] if label is not None else "a row"
+    return DataError(
+        f"table {block.table} of {database.label} refused {named}: {found.error_type}: "
+        f"{redact(found.message, database.secrets)}",
+        stage="load",
+    )
+
+
+def _dead_letters(staged: StagedOutput, refused: Mapping[int, Refusal], write: _Write) -> Any:
+    """The refused rows' dead letters (stage load), read from the staged rows while they are
+    kept, and held on the driver: the rows are let go when the load ends."""
+    from pyspark.sql import functions as F
+
+    block, context = write.block, write.context
+    spark = context.spark
+    reasons = spark.createDataFrame(
+        [
+            (row_id, why.error_type, redact(why.message, write.database.secrets))
+            for row_id, why in refused.items()
+        ],
+        f"{ROW_ID} bigint, errorType string, errorMessage string",
+    )
+    output = write.columns.output
+    rows = staged.rows.join(F.broadcast(reasons), ROW_ID).select(
+        F.to_json(F.struct(*[named_column(name) for name in output]), {"ignoreNullFields": "false"}).alias(
+            "originalRecord"
+        ),
+        row_label(output, block.primary_key).alias("recordKey"),
+        F.lit(None).cast("string").alias("field"),
+        F.col("errorType"),
+        F.col("errorMessage"),
+    )
+    batch = context.batch_id if context.batch_id is not None else context.run_id
+    letters = deadletter.letters(
+        rows,
+        pipeline=context.pipeline,
+        stage="load",
+        schema_name=block.schema_name,
+        context={
+            "sink": write.database.label,
+            "table": block.table,
+            "writeMode": write.mode,
+            "batch": str(batch),
+        },
+    )
+    return spark.createDataFrame(letters.collect(), letters.schema)
 
 
 def _in_one_transaction(client: JdbcClient, statements: Sequence[str]) -> int:

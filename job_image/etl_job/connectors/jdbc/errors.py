@@ -34,6 +34,8 @@ class Cause:
     class_name: str
     message: str
     sql_state: str | None = None
+    #: The database's own error number (MySQL's 1406), where the driver gives one.
+    error_code: int | None = None
 
     @property
     def from_driver(self) -> bool:
@@ -75,6 +77,55 @@ def driver_message(causes: Sequence[Cause], fallback: str) -> str:
 
 def sql_state(causes: Iterable[Cause]) -> str | None:
     return next((cause.sql_state for cause in causes if cause.sql_state), None)
+
+
+#: SQLSTATE classes of a row the table refuses: a value (22, data exception) or a constraint (23).
+REFUSAL_CLASSES = ("22", "23")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why the database refused a row: the driver's error class and code, and its message."""
+
+    #: "CheckViolation/23514" (PostgreSQL: psycopg2's class, SQLSTATE), "DataError/1406" (MySQL:
+    #: PyMySQL's class, the server's error number): the same names whichever client met it.
+    error_type: str
+    message: str
+
+
+def refusal(causes: Sequence[Cause], dialect: str) -> Refusal | None:
+    """The refusal of a row behind a failed statement, or None when the failure is not about a
+    row (a server that is down, a lock that timed out): those are retried, never set aside."""
+    state = sql_state(causes)
+    if state is None or state[:2] not in REFUSAL_CLASSES:
+        return None
+    code = next((cause.error_code for cause in causes if cause.error_code), None)
+    message = driver_message(causes, "")
+    return Refusal(error_type(dialect, state, code), _POSTGRES_SEVERITY.sub("", message))
+
+
+def error_type(dialect: str, state: str | None, code: int | None) -> str:
+    """The class and code a Python client of the database gives an error: psycopg2's class for a
+    SQLSTATE, PyMySQL's for a MySQL error number."""
+    if dialect == "PostgreSQL":
+        from psycopg2 import errors
+
+        try:
+            name = errors.lookup(state).__name__
+        except KeyError:
+            name = "DatabaseError"
+        return f"{name}/{state}"
+    from pymysql import err
+
+    # By SQLSTATE where there is one: PyMySQL files some constraint errors (MariaDB's CHECK,
+    # 4025) under OperationalError, which reads as a server in trouble.
+    by_state = {"22": "DataError", "23": "IntegrityError"}.get((state or "")[:2])
+    found = err.error_map.get(code) if code is not None else None
+    name = by_state or (found.__name__ if found is not None else "OperationalError")
+    return f"{name}/{code if code is not None else state}"
+
+
+_POSTGRES_SEVERITY = re.compile(r"^(?:ERROR|FATAL):\s+")
 
 
 def permanent(causes: Iterable[Cause]) -> bool:

@@ -36,6 +36,15 @@ POSTGRES_MERGE_VERSION = 15
 #: Memory for the merge's hash join (SET LOCAL: this transaction only); 64 MB holds the keys of
 #: about a million target rows without spilling to disk.
 MERGE_WORK_MEM = "64MB"
+#: The staging table's own column: each row's number as Spark gave it (monotonically_increasing_id),
+#: so that a range of staged rows can be written on its own, and a refused row named.
+ROW_ID = "etl_staging_row"
+#: Spark numbers the rows of partition p from p << 33 on, in order: the ids of a partition form
+#: one range, and the ranges of the partitions follow each other.
+PARTITION_SHIFT = 33
+
+#: A range of staged rows by ROW_ID: first included, end excluded.
+RowRange = tuple[int, int]
 
 
 class FieldFormat(Enum):
@@ -132,7 +141,8 @@ class Dialect:
     def create_staging(
         self, staging: str, target: str, columns: Sequence[str], primary_key: Sequence[str]
     ) -> str:
-        """An empty table with the target's types for the output's columns."""
+        """An empty table with the target's types for the output's columns, and ROW_ID;
+        keyed on `primary_key` where the dialect keys staging (an upsert's)."""
         raise NotImplementedError
 
     def create_loaded_partitions(self, table: str) -> str:
@@ -164,10 +174,16 @@ class Dialect:
         raise UnsupportedType(spark_type)
 
     def merge(
-        self, target: str, staging: str, columns: Sequence[str], primary_key: Sequence[str], runs: int = 1
+        self,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        rows: RowRange | None = None,
     ) -> str:
-        """One statement that inserts the staged rows and updates those whose key exists.
-        `runs`: how many key-sorted runs staging holds (one per loaded partition)."""
+        """One statement that inserts the staged rows (those of `rows`) and updates those whose
+        key exists. `runs`: how many key-sorted runs staging holds (one per loaded partition)."""
         raise NotImplementedError
 
     def merge_statements(
@@ -182,6 +198,79 @@ class Dialect:
         """The statements of the merge's transaction, the merge itself last. `server_version`:
         the server's major version (0 when unknown)."""
         return [self.merge(target, staging, columns, primary_key, runs=runs)]
+
+    def rows_where(self, rows: RowRange | None, alias: str = "") -> str:
+        """A WHERE clause keeping the staged rows of `rows` (all of them for None)."""
+        if rows is None:
+            return ""
+        column = f"{alias}{self.quote_identifier(ROW_ID)}"
+        return f" WHERE {column} >= {int(rows[0])} AND {column} < {int(rows[1])}"
+
+    def insert_select(
+        self, target: str, staging: str, columns: Sequence[str], rows: RowRange | None = None
+    ) -> str:
+        """Append the staged rows (those of `rows`) to the target."""
+        names = self.column_list(columns)
+        return (
+            f"INSERT INTO {self.quote_table(target)} ({names}) "
+            f"SELECT {names} FROM {self.quote_table(staging)}{self.rows_where(rows)}"
+        )
+
+    def clear_table(self, table: str) -> str:
+        """Remove every row, inside the write's transaction, keeping the table's definition."""
+        return f"DELETE FROM {self.quote_table(table)}"
+
+    def write_statements(
+        self,
+        mode: str,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        server_version: int = 0,
+    ) -> list[str]:
+        """The statements of the one transaction that writes staging into the target, for
+        writeMode `mode` (append, overwrite, upsert)."""
+        if mode == "upsert":
+            return self.merge_statements(
+                target, staging, columns, primary_key, runs=runs, server_version=server_version
+            )
+        append = self.insert_select(target, staging, columns)
+        return [self.clear_table(target), append] if mode == "overwrite" else [append]
+
+    def range_statements(self, mode: str, target: str, staging: str, server_version: int = 0) -> list[str]:
+        """What the transaction runs first when it writes staging a range of rows at a time
+        (range_statement), to find the rows the target refuses."""
+        if mode == "overwrite":
+            return [self.clear_table(target)]
+        return []
+
+    def range_statement(
+        self,
+        mode: str,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        rows: RowRange,
+    ) -> str:
+        """Write the staged rows of `rows` into the target, as the whole write would."""
+        if mode == "upsert":
+            return self.merge(target, staging, columns, primary_key, rows=rows)
+        return self.insert_select(target, staging, columns, rows=rows)
+
+    def row_extents(self, staging: str) -> str:
+        """The first and last ROW_ID staged from each partition, in order."""
+        row = self.quote_identifier(ROW_ID)
+        return (
+            f"SELECT MIN({row}), MAX({row}) FROM {self.quote_table(staging)} "
+            f"GROUP BY {row} >> {PARTITION_SHIFT} ORDER BY 1"
+        )
+
+    def index_rows(self, staging: str) -> str:
+        """An index on ROW_ID: each range written alone then reads its rows only."""
+        raise NotImplementedError
 
     def duplicate_keys(self, staging: str, primary_key: Sequence[str]) -> str:
         """The first key that appears more than once in staging, if any."""
@@ -251,8 +340,21 @@ class PostgresDialect(Dialect):
         # costs no index upkeep, and a key loaded twice is found by the merge itself.
         return (
             f"CREATE UNLOGGED TABLE {self.quote_table(staging)} AS "
-            f"SELECT {self.column_list(columns)} FROM {self.quote_table(target)} WITH NO DATA"
+            f"SELECT {self.column_list(columns)}, CAST(NULL AS BIGINT) AS {self.quote_identifier(ROW_ID)} "
+            f"FROM {self.quote_table(target)} WITH NO DATA"
         )
+
+    def clear_table(self, table: str) -> str:
+        # Transactional in PostgreSQL, and without a scan of the old rows.
+        return f"TRUNCATE TABLE {self.quote_table(table)}"
+
+    def range_statements(self, mode: str, target: str, staging: str, server_version: int = 0) -> list[str]:
+        if mode == "upsert" and server_version >= POSTGRES_MERGE_VERSION:
+            return [f"SET LOCAL work_mem = '{MERGE_WORK_MEM}'", f"ANALYZE {self.quote_table(staging)}"]
+        return super().range_statements(mode, target, staging, server_version)
+
+    def index_rows(self, staging: str) -> str:
+        return f"CREATE INDEX ON {self.quote_table(staging)} ({self.quote_identifier(ROW_ID)})"
 
     def create_loaded_partitions(self, table: str) -> str:
         return f"CREATE UNLOGGED TABLE {self.quote_table(table)} (part INTEGER PRIMARY KEY)"
@@ -262,7 +364,13 @@ class PostgresDialect(Dialect):
         return f"COPY {self.quote_table(staging)} ({names}) FROM STDIN WITH (FORMAT csv)"
 
     def merge(
-        self, target: str, staging: str, columns: Sequence[str], primary_key: Sequence[str], runs: int = 1
+        self,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        rows: RowRange | None = None,
     ) -> str:
         names = self.column_list(columns)
         keys = set(primary_key)
@@ -279,7 +387,7 @@ class PostgresDialect(Dialect):
         order = f" ORDER BY {self.column_list(primary_key)}" if runs > MAX_SORTED_RUNS else ""
         return (
             f"INSERT INTO {self.quote_table(target)} ({names}) "
-            f"SELECT {names} FROM {self.quote_table(staging)}{order} "
+            f"SELECT {names} FROM {self.quote_table(staging)}{self.rows_where(rows)}{order} "
             f"ON CONFLICT ({self.column_list(primary_key)}) {action}"
         )
 
@@ -402,10 +510,14 @@ class MySQLDialect(Dialect):
         self, staging: str, target: str, columns: Sequence[str], primary_key: Sequence[str]
     ) -> str:
         # The key makes LOAD DATA report a key loaded twice (as a warning, which fails the load).
+        key = f", PRIMARY KEY ({self.column_list(primary_key)})" if primary_key else ""
         return (
-            f"CREATE TABLE {self.quote_table(staging)} (PRIMARY KEY ({self.column_list(primary_key)})) "
+            f"CREATE TABLE {self.quote_table(staging)} ({self.quote_identifier(ROW_ID)} BIGINT{key}) "
             f"ENGINE=InnoDB AS SELECT {self.column_list(columns)} FROM {self.quote_table(target)} LIMIT 0"
         )
+
+    def index_rows(self, staging: str) -> str:
+        return f"ALTER TABLE {self.quote_table(staging)} ADD INDEX ({self.quote_identifier(ROW_ID)})"
 
     def bulk_load(self, staging: str, columns: Sequence[tuple[str, str]]) -> str:
         targets, assignments = [], []
@@ -424,7 +536,13 @@ class MySQLDialect(Dialect):
         )
 
     def merge(
-        self, target: str, staging: str, columns: Sequence[str], primary_key: Sequence[str], runs: int = 1
+        self,
+        target: str,
+        staging: str,
+        columns: Sequence[str],
+        primary_key: Sequence[str],
+        runs: int = 1,
+        rows: RowRange | None = None,
     ) -> str:
         # Staging is keyed, so InnoDB reads it in key order whatever the runs.
         names = self.column_list(columns)
@@ -439,7 +557,7 @@ class MySQLDialect(Dialect):
             updates = [f"{first} = {first}"]
         return (
             f"INSERT INTO {self.quote_table(target)} ({names}) "
-            f"SELECT {staged} FROM {self.quote_table(staging)} AS s "
+            f"SELECT {staged} FROM {self.quote_table(staging)} AS s{self.rows_where(rows, 's.')} "
             f"ON DUPLICATE KEY UPDATE {', '.join(updates)}"
         )
 

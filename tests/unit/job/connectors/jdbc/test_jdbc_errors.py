@@ -5,12 +5,15 @@ from __future__ import annotations
 from etl_job.connectors.jdbc.errors import (
     BULK_BAD_DATA,
     Cause,
+    Refusal,
     causes_in_text,
     driver_message,
+    error_type,
     hint,
     marked,
     permanent,
     redact,
+    refusal,
 )
 
 SPARK_WRAPPED = """An error occurred while calling o74.load.
@@ -97,3 +100,48 @@ def test_refused_credentials_and_missing_tables_are_permanent_an_unreachable_ser
     assert permanent(causes_in_text(SPARK_WRAPPED))
     assert not permanent([Cause("org.postgresql.util.PSQLException", "Connection refused.", "08001")])
     assert not permanent([Cause("java.net.UnknownHostException", "db.invalid")])
+
+
+def test_a_refused_row_is_a_value_or_a_constraint_named_as_the_python_clients_name_it() -> None:
+    check = [
+        Cause(
+            "org.postgresql.util.PSQLException",
+            'ERROR: new row for relation "t" violates check constraint "c"',
+            "23514",
+        )
+    ]
+    assert refusal(check, "PostgreSQL") == Refusal(
+        "CheckViolation/23514", 'new row for relation "t" violates check constraint "c"'
+    )
+    too_long = [
+        Cause("java.sql.SQLDataException", "(conn=5) Data too long for column 'name' at row 1", "22001", 1406)
+    ]
+    assert refusal(too_long, "MySQL") == Refusal("DataError/1406", "Data too long for column 'name' at row 1")
+    # PyMySQL files MariaDB's CHECK failure under OperationalError; its SQLSTATE says constraint.
+    check_failed = [
+        Cause("java.sql.SQLIntegrityConstraintViolationException", "CONSTRAINT `c` failed", "23000", 4025)
+    ]
+    assert refusal(check_failed, "MySQL") == Refusal("IntegrityError/4025", "CONSTRAINT `c` failed")
+
+
+def test_a_server_that_is_down_or_a_lock_that_timed_out_is_no_refused_row() -> None:
+    assert (
+        refusal([Cause("org.postgresql.util.PSQLException", "Connection refused", "08001")], "PostgreSQL")
+        is None
+    )
+    assert (
+        refusal([Cause("org.postgresql.util.PSQLException", "canceling statement", "55P03")], "PostgreSQL")
+        is None
+    )
+    assert (
+        refusal([Cause("java.sql.SQLTransientException", "Lock wait timeout", "HY000", 1205)], "MySQL")
+        is None
+    )
+    assert refusal([Cause("java.io.IOException", "broken pipe")], "MySQL") is None
+
+
+def test_error_types_name_the_class_and_the_code() -> None:
+    assert error_type("PostgreSQL", "22001", None) == "StringDataRightTruncation/22001"
+    assert error_type("PostgreSQL", "23503", None) == "ForeignKeyViolation/23503"
+    assert error_type("MySQL", None, 1406) == "DataError/1406"
+    assert error_type("MySQL", "23000", 1452) == "IntegrityError/1452"

@@ -127,7 +127,8 @@ def test_nested_types_are_named_as_unsupported(spark_type: str) -> None:
 
 def test_postgres_upsert_statements() -> None:
     assert POSTGRESQL.create_staging("s.stage", "s.users", ["id", "name"], ["id"]) == (
-        'CREATE UNLOGGED TABLE "s"."stage" AS SELECT "id", "name" FROM "s"."users" WITH NO DATA'
+        'CREATE UNLOGGED TABLE "s"."stage" AS SELECT "id", "name", CAST(NULL AS BIGINT) AS "etl_staging_row" '
+        'FROM "s"."users" WITH NO DATA'
     )
     assert POSTGRESQL.bulk_load("stage", [("id", "bigint"), ("name", "string")]) == (
         'COPY "stage" ("id", "name") FROM STDIN WITH (FORMAT csv)'
@@ -182,7 +183,8 @@ def test_postgres_before_15_upserts_with_on_conflict() -> None:
 
 def test_mysql_upsert_statements() -> None:
     assert MYSQL.create_staging("stage", "users", ["id", "name"], ["id"]) == (
-        "CREATE TABLE `stage` (PRIMARY KEY (`id`)) ENGINE=InnoDB AS SELECT `id`, `name` FROM `users` LIMIT 0"
+        "CREATE TABLE `stage` (`etl_staging_row` BIGINT, PRIMARY KEY (`id`)) ENGINE=InnoDB "
+        "AS SELECT `id`, `name` FROM `users` LIMIT 0"
     )
     assert MYSQL.merge("users", "stage", ["id", "name"], ["id"]) == (
         "INSERT INTO `users` (`id`, `name`) SELECT s.`id`, s.`name` FROM `stage` AS s "
@@ -196,6 +198,61 @@ def test_mysql_load_data_reads_escaped_text_and_unhexes_bytes() -> None:
         "LOAD DATA LOCAL INFILE %s INTO TABLE `stage` CHARACTER SET utf8mb4 "
         "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' ESCAPED BY '\\\\' "
         "LINES TERMINATED BY '\\n' (`id`, @hex1) SET `blob` = UNHEX(@hex1)"
+    )
+
+
+# --- every write mode through staging --------------------------------------------------------------
+
+
+def test_append_and_overwrite_stage_without_a_key_and_write_in_one_transaction() -> None:
+    assert MYSQL.create_staging("stage", "t", ["id"], []) == (
+        "CREATE TABLE `stage` (`etl_staging_row` BIGINT) ENGINE=InnoDB AS SELECT `id` FROM `t` LIMIT 0"
+    )
+    append = 'INSERT INTO "t" ("id", "name") SELECT "id", "name" FROM "stage"'
+    assert POSTGRESQL.write_statements("append", "t", "stage", ["id", "name"], ["id"]) == [append]
+    assert POSTGRESQL.write_statements("overwrite", "t", "stage", ["id", "name"], []) == [
+        'TRUNCATE TABLE "t"',
+        append,
+    ]
+    # TRUNCATE would commit the transaction in MySQL.
+    assert MYSQL.write_statements("overwrite", "t", "stage", ["id"], [])[0] == "DELETE FROM `t`"
+    assert POSTGRESQL.write_statements("upsert", "t", "stage", ["id", "name"], ["id"], server_version=15) == (
+        POSTGRESQL.merge_statements("t", "stage", ["id", "name"], ["id"], server_version=15)
+    )
+
+
+def test_a_range_of_staged_rows_is_written_alone() -> None:
+    rows = (8589934592, 8589934600)
+    where = 'WHERE "etl_staging_row" >= 8589934592 AND "etl_staging_row" < 8589934600'
+    assert POSTGRESQL.range_statement("append", "t", "stage", ["id"], [], rows) == (
+        f'INSERT INTO "t" ("id") SELECT "id" FROM "stage" {where}'
+    )
+    assert POSTGRESQL.range_statement("upsert", "t", "stage", ["id", "n"], ["id"], rows) == (
+        f'INSERT INTO "t" ("id", "n") SELECT "id", "n" FROM "stage" {where} '
+        'ON CONFLICT ("id") DO UPDATE SET "n" = EXCLUDED."n"'
+    )
+    assert MYSQL.range_statement("upsert", "t", "stage", ["id", "n"], ["id"], (0, 5)) == (
+        "INSERT INTO `t` (`id`, `n`) SELECT s.`id`, s.`n` FROM `stage` AS s "
+        "WHERE s.`etl_staging_row` >= 0 AND s.`etl_staging_row` < 5 ON DUPLICATE KEY UPDATE `n` = s.`n`"
+    )
+
+
+def test_writing_by_ranges_starts_as_the_whole_write_does() -> None:
+    assert POSTGRESQL.range_statements("overwrite", "t", "stage") == ['TRUNCATE TABLE "t"']
+    assert MYSQL.range_statements("overwrite", "t", "stage") == ["DELETE FROM `t`"]
+    assert POSTGRESQL.range_statements("upsert", "t", "stage", server_version=15) == [
+        "SET LOCAL work_mem = '64MB'",
+        'ANALYZE "stage"',
+    ]
+    assert POSTGRESQL.range_statements("append", "t", "stage", server_version=15) == []
+
+
+def test_staged_rows_are_indexed_and_found_per_partition() -> None:
+    assert POSTGRESQL.index_rows("s.stage") == 'CREATE INDEX ON "s"."stage" ("etl_staging_row")'
+    assert MYSQL.index_rows("stage") == "ALTER TABLE `stage` ADD INDEX (`etl_staging_row`)"
+    assert MYSQL.row_extents("stage") == (
+        "SELECT MIN(`etl_staging_row`), MAX(`etl_staging_row`) FROM `stage` "
+        "GROUP BY `etl_staging_row` >> 33 ORDER BY 1"
     )
 
 
