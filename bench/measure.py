@@ -25,6 +25,27 @@ def jvm_cpu_seconds(spark: Any) -> Callable[[], float]:
     return lambda: cpu_seconds(pid)
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and all its descendants, living or ended (an ended process counts
+    in its parent's cutime once reaped): the Spark JVM with the Python workers it forks."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += cpu_seconds(current, with_ended_children=True)
+        except OSError:
+            continue
+        pending += children.get(current, [])
+    return total
+
+
 def timed(action: Callable[[], object], cpu: Callable[[], float]) -> tuple[float, float]:
     """(wall seconds, CPU seconds by `cpu`) of one run."""
     started, cpu_before = time.perf_counter(), cpu()
