@@ -106,8 +106,9 @@ def start_kafka(timeout: float = 90, host: str = "127.0.0.1") -> KafkaBroker:
                 *jvm,
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # One argument with "=": a URL-safe id may start with "-", which the storage tool
+                # would take for an option (about one start in 32).
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(config),
                 "--add-scram",
