@@ -63,6 +63,7 @@ def test_validate_accepts_the_examples(spark: Any, capsys: pytest.CaptureFixture
         "user-summary.yaml",
         "legacy/quickstart.json",
         "streaming-kafka-to-postgres.yaml",
+        "streaming-files.yaml",
     ):
         assert main(["validate", str(REPO / "examples" / example)]) == 0
     assert "pipeline quickstart is valid" in capsys.readouterr().out
