@@ -20,13 +20,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from etl_job.contract import ConfigurationError, EtlError, RunMetrics
 from etl_job.contract.manifest import LoadedPipeline, load_pipeline
-from etl_job.runtime import logs
+from etl_job.runtime import health, logs
 from etl_job.runtime.context import RunContext
 from etl_job.runtime.metrics import write_termination_message
 from etl_job.runtime.progress import TerminalProgress
+from etl_job.runtime.run_progress import RunProgress
 
 log = logging.getLogger("etl_job")
 
@@ -203,6 +205,16 @@ def _run(args: argparse.Namespace) -> int:
         _report_failure(loaded, args.termination_log, failed)
         return failed.exit_code
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
+    progress = RunProgress()
+    session: list[Any] = []
+    port = int(os.environ.get(health.HEALTH_PORT_ENV, "0"))
+    if spec.mode == "batch" and port:
+        # A streaming run serves its own figures (etl_job.streaming), from its query's progress.
+        try:
+            health.serve_batch(port, loaded.pipeline.name, progress, lambda: session[0] if session else None)
+        except OSError as taken:  # a driver pod has the port to itself; a run beside others may not
+            log.warning("no /metrics on port %d: %s", port, taken)
+    progress.begin("start")
     spark = build_session(
         loaded.pipeline.name,
         args.master or None,
@@ -210,6 +222,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=False,  # etl run draws its own line on a terminal (runtime.progress)
         log_config=logs.jvm_log_config(log_format, labels),
     )
+    session.append(spark)
     status = loaded.pipeline.status
     context = RunContext(
         pipeline=loaded.pipeline.name,
@@ -221,6 +234,7 @@ def _run(args: argparse.Namespace) -> int:
         high_water_mark=args.high_water_mark or (status.high_water_mark if status else None),
         task_slots=task_slots(spark, spec.spark),
         env=env,
+        progress=progress,
     )
     try:
         if spec.mode == "streaming":
@@ -239,6 +253,7 @@ def _run(args: argparse.Namespace) -> int:
         _report_failure(loaded, args.termination_log, failed)
         spark.stop()
         return EXIT_UNEXPECTED
+    progress.records = metrics.model_dump(by_alias=True)
     write_termination_message(args.termination_log, metrics)
     log.info(
         "run succeeded",

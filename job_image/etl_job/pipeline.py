@@ -64,6 +64,7 @@ def run_pipeline(
     # the rows it sees too, recordsTransformed is recordsLoaded unless output validation sits
     # between them, and one count serves the extract and the load when nothing between them
     # adds or removes a row.
+    context.progress.begin("extract")
     frame = read_source(spec.extract, context) if source is None else source
     checkpoints: list[Checkpoint] = context.report.checkpoints
     # Records the source itself set aside (undecodable messages) were extracted too.
@@ -120,6 +121,7 @@ def run_pipeline(
 
     load_block = load_settings(spec)
     sink = sink_for(load_block)
+    context.progress.begin("load")
     attempts = run_with_retry(
         (lambda: _load(sink, frame, load_block, context))
         if write is None
@@ -127,7 +129,9 @@ def run_pipeline(
         spec.error_handling.retry,
         retry_on=(SinkRejected,),
         stage="load",
+        on_retry=context.progress.retried,
     )
+    context.progress.begin("dead-letter")
 
     failed_by_stage: dict[str, int] = {}
     for checkpoint in checkpoints:
@@ -143,6 +147,7 @@ def run_pipeline(
         if spec.error_handling.dead_letter is not None:
             deadletter.write(refused.letters, spec.error_handling.dead_letter, "load", context)
     failed_records = sum(failed_by_stage.values())
+    context.progress.end()
 
     return RunMetrics(
         records_extracted=extracted.rows + sum(checkpoint.failed for checkpoint in source_rejects),

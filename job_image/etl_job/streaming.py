@@ -21,7 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from etl_job.contract import (
 from etl_job.quality.guard import record_violation
 from etl_job.quality.schemas import SchemaRegistry, avro_to_spark_type
 from etl_job.quality.validate import validate_rows
+from etl_job.runtime import health
 from etl_job.runtime.context import RunContext, RunReport
 from etl_job.runtime.exposition import CONTENT_TYPE_LATEST, stream_exposition
 from etl_job.runtime.metrics import success_rate, write_termination_message
@@ -60,8 +61,6 @@ log = logging.getLogger("etl_job.streaming")
 _CONNECTORS = catalog
 #: The stream's own count of the rows it read, in each batch's progress (stateful plans).
 EXTRACTED_METRIC = "etl_extracted"
-#: Overrides spec.streaming.healthPort ("0": no health server), for several local runs at once.
-HEALTH_PORT_ENV = "ETL_HEALTH_PORT"
 
 
 class StreamStopped(Exception):
@@ -257,36 +256,19 @@ def serve_health(
     /progress (the figures the operator shows in the pipeline's status, always 200) and /metrics
     (the same figures for Prometheus)."""
 
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            report = progress.report(stall_timeout)
-            content_type = "application/json"
-            if self.path == "/healthz":
-                code = 200
-            elif self.path == "/readyz":
-                code = 200 if report["ready"] else 503
-            elif self.path == "/progress":
-                code = 200
-            elif self.path == "/metrics":
-                code, content_type = 200, CONTENT_TYPE_LATEST
-            else:
-                code, report = 404, {"message": "not found"}
-            if self.path == "/metrics":
-                payload = stream_exposition(pipeline, report)
-            else:
-                payload = json.dumps(report).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def answer(path: str) -> tuple[int, str, bytes]:
+        report = progress.report(stall_timeout)
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, stream_exposition(pipeline, report)
+        if path == "/readyz":
+            code = 200 if report["ready"] else 503
+        elif path in ("/healthz", "/progress"):
+            code = 200
+        else:
+            code, report = 404, {"message": "not found"}
+        return code, "application/json", json.dumps(report).encode()
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("0.0.0.0", port), Health)
-    threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
-    return server
+    return health.serve(port, answer)
 
 
 # --- the static side of stream-static joins ---------------------------------------------------
@@ -727,7 +709,7 @@ def run_stream(
     assert pipeline.spec.streaming is not None
     run = StreamingRun(pipeline, context, schemas)
     previous = signal.signal(signal.SIGTERM, lambda *_: run.stop.set())
-    port = int(os.environ.get(HEALTH_PORT_ENV, pipeline.spec.streaming.health_port))
+    port = int(os.environ.get(health.HEALTH_PORT_ENV, pipeline.spec.streaming.health_port))
     stall_timeout = pipeline.spec.streaming.stall_timeout_seconds
     server = serve_health(run.progress, port, stall_timeout, pipeline.name) if port else None
     try:

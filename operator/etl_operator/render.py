@@ -55,6 +55,8 @@ JOB_LOG_CONFIG = "runtime/log4j2/json.properties"
 K8S_MASTER = "k8s://https://kubernetes.default.svc"
 DRIVER_PORT = 7078
 BLOCK_MANAGER_PORT = 7079
+#: A batch driver's /metrics (a streaming driver's port is spec.streaming.healthPort).
+BATCH_METRICS_PORT = 8080
 #: Spark's user in the job image (Dockerfile.job: useradd --uid 185).
 SPARK_UID = 185
 #: Spark's memoryOverhead: 10% of the heap, at least 384 MiB.
@@ -314,15 +316,14 @@ def driver_container(pipeline: PipelineRef, run: int, defaults: OperatorDefaults
             {"name": "driver-rpc", "containerPort": DRIVER_PORT, "protocol": "TCP"},
             {"name": "blockmanager", "containerPort": BLOCK_MANAGER_PORT, "protocol": "TCP"},
         ]
-    streaming = pipeline.spec.streaming
-    if pipeline.spec.mode == "streaming" and streaming is not None:
+    # Every driver serves /metrics on the port named as the chart's PodMonitor scrapes it.
+    container.setdefault("ports", []).append(
+        {"name": "metrics", "containerPort": health_port(pipeline), "protocol": "TCP"}
+    )
+    if pipeline.spec.mode == "streaming":
         # The job serves /healthz and /readyz (etl_job.streaming): a stalled query is not ready,
         # and a driver that stops answering is restarted by the kubelet. The port also serves
-        # /progress (read by the operator) and /metrics, named as the chart's PodMonitor scrapes.
-        port = streaming.health_port
-        container.setdefault("ports", []).append(
-            {"name": "metrics", "containerPort": port, "protocol": "TCP"}
-        )
+        # /progress, which the operator reads.
         container["readinessProbe"] = {
             "httpGet": {"path": "/readyz", "port": "metrics"},
             "periodSeconds": 10,
@@ -409,6 +410,14 @@ def submit_conf(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> 
     return conf
 
 
+def health_port(pipeline: PipelineRef) -> int:
+    """The port of the driver's /metrics (and a streaming driver's probes and /progress)."""
+    streaming = pipeline.spec.streaming
+    if pipeline.spec.mode == "streaming" and streaming is not None:
+        return streaming.health_port
+    return BATCH_METRICS_PORT
+
+
 def driver_env(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[dict[str, Any]]:
     spark = pipeline.spec.spark
     env: list[dict[str, Any]] = [
@@ -420,6 +429,7 @@ def driver_env(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> l
         {"name": "ETL_TRACE_ID", "value": naming.trace_id(pipeline.uid, run)},
         {"name": "ETL_LOG_FORMAT", "value": "json"},
         {"name": "ETL_SPARK_MASTER", "value": spark_master(pipeline)},
+        {"name": "ETL_HEALTH_PORT", "value": str(health_port(pipeline))},
         # The launcher reads it for the driver JVM's heap (local mode has no spark.driver.memory).
         {"name": "SPARK_DRIVER_MEMORY", "value": f"{spark_memory_mib(spark.driver.memory)}m"},
         {"name": "SPARK_LOCAL_DIRS", "value": SPARK_LOCAL_DIR},

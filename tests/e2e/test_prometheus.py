@@ -1,7 +1,7 @@
 """A real Prometheus scrapes the operator while a successful and a failed run of the real job go
 through it (the harness's API server, the fake kubelet running the driver as a local process),
-and a streaming driver run by `etl run`; PromQL, as the chart's dashboard or an alert would ask
-it, returns what the runs did."""
+a streaming driver run by `etl run`, and a batch driver while its load waits on a table lock;
+PromQL, as the chart's dashboard or an alert would ask it, returns what the runs did."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from etl_job.contract import SecretKeyRef, secret_env_name
 from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     apply,
     chart_rbac,
@@ -30,8 +31,10 @@ from tests.e2e.test_operator import (  # noqa: F401 - fixtures used by name
     wait_for,
 )
 from tests.infra.kube import KubeCluster
+from tests.infra.postgres import PostgresServer
 from tests.infra.process import free_port
 from tests.infra.prometheus import PrometheusServer, Sample
+from tests.infra.spark import connector_jars
 
 pytestmark = pytest.mark.e2e
 
@@ -216,3 +219,86 @@ def test_promql_over_a_streaming_drivers_metrics(prometheus: PrometheusServer, t
             except subprocess.TimeoutExpired:
                 os.killpg(driver.pid, signal.SIGKILL)
                 driver.wait(30)
+
+
+def test_promql_over_a_batch_drivers_metrics_while_its_load_waits(
+    prometheus: PrometheusServer, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """`etl run` of a batch pipeline appending a CSV file to PostgreSQL while the test holds a lock
+    that lets the sink read the table but not write it: Prometheus sees the run in its load phase,
+    the rows Spark has read, the phases before it timed; the run completes once the lock goes."""
+    rows = 3000
+    table = f"scraped_{os.getpid()}"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "events.csv").write_text(
+        "id,amount\n" + "".join(f"{i},{i % 7}\n" for i in range(rows))
+    )
+    password = SecretKeyRef(name="pg", key="password")
+    spec = {
+        "extract": {"sourceType": "S3", "path": str(tmp_path / "in"), "format": "csv",
+                    "options": {"header": "true", "inferSchema": "true"}},
+        "load": {"sinkType": "PostgreSQL", "table": table, "writeMode": "append",
+                 "connection": {"host": postgres.host, "port": postgres.port,
+                                "database": postgres.database, "user": postgres.user},
+                 "credentialsRef": {"name": password.name, "key": password.key}},
+        "spark": {"conf": {"spark.sql.shuffle.partitions": "2"}},
+    }  # fmt: skip
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(pipeline("orders", spec)))
+    holder = postgres.connect()
+    with holder.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {table} (id BIGINT PRIMARY KEY, amount BIGINT)")
+    holder.commit()
+    with holder.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN EXCLUSIVE MODE")  # reads pass, writes wait
+    port = free_port()
+    log = tmp_path / "driver.log"
+    with log.open("w") as output:
+        driver = subprocess.Popen(
+            [sys.executable, "-m", "etl_job.cli", "run", str(config), "--master", "local[2]",
+             "--termination-log", str(tmp_path / "termination.json")],
+            env={**os.environ, "ETL_HEALTH_PORT": str(port), secret_env_name(password): postgres.password,
+                 "ETL_SPARK_JARS": os.pathsep.join(str(jar) for jar in connector_jars())},
+            cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    instance = f"127.0.0.1:{port}"
+    on = f'job="{DRIVER_JOB}",instance="{instance}",pipeline="orders"'
+    prometheus.scrape(DRIVER_JOB, [instance])
+    ask = prometheus.query
+    try:
+
+        def loading() -> bool:
+            assert driver.poll() is None, f"the driver exited: {log.read_text()[-3000:]}"
+            active = by_label(ask(f"etl_job_stage_active{{{on}}} == 1"), "stage")
+            read = values(ask(f"etl_job_rows_read_total{{{on}}}"))
+            return active == {"load": 1.0} and bool(read) and read[0] >= rows
+
+        wait_for("Prometheus to see the run loading, its rows read", loading, timeout=300)
+        durations = by_label(ask(f"etl_job_stage_duration_seconds{{{on}}}"), "stage")
+        assert set(durations) == {"start", "extract", "load", "dead-letter"}
+        assert durations["start"] > 0 and durations["extract"] > 0 and durations["dead-letter"] == 0
+        # The phase under way goes on growing from one scrape to the next.
+        def load_seconds() -> float:
+            assert driver.poll() is None, f"the driver exited: {log.read_text()[-3000:]}"
+            return max(values(ask(f'etl_job_stage_duration_seconds{{{on},stage="load"}}')), default=0.0)
+
+        wait_for("the load's duration to grow", lambda: load_seconds() > durations["load"] + 1, timeout=60)
+        records = by_label(ask(f"etl_job_records_total{{{on}}}"), "stage")
+        assert records == {"extracted": 0.0, "loaded": 0.0, "failed": 0.0}  # known once the load is done
+        assert values(ask(f"etl_job_retries_total{{{on}}}")) == [0.0]
+    finally:
+        holder.rollback()
+        holder.close()
+        prometheus.scrape(DRIVER_JOB, [])
+        try:
+            driver.wait(300)
+        finally:
+            if driver.poll() is None:
+                os.killpg(driver.pid, signal.SIGKILL)
+                driver.wait(30)
+    assert driver.returncode == 0, log.read_text()[-3000:]
+    check = postgres.connect()
+    with check.cursor() as cursor:
+        cursor.execute(f"SELECT count(*), count(DISTINCT id) FROM {table}")
+        assert cursor.fetchone() == (rows, rows)
+    check.close()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_job.runtime.metrics import RowCounter
+from etl_job.runtime.run_progress import RunProgress
 
 
 @dataclass
@@ -69,3 +70,5 @@ class RunContext:
     #: The micro-batch of a streaming run (carried in Kafka headers); None in a batch run.
     batch_id: int | None = None
     report: RunReport = field(default_factory=RunReport)
+    #: The phase under way and the retries so far, for the driver's /metrics.
+    progress: RunProgress = field(default_factory=RunProgress, repr=False)

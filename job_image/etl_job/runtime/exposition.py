@@ -1,8 +1,9 @@
-"""A streaming driver's figures in the Prometheus text format, for GET /metrics.
+"""A driver's figures in the Prometheus text format, for GET /metrics.
 
-Built per scrape from the report that /progress also serves (etl_job.streaming), so the two never
-disagree. One series per name and stage: the pod and namespace come from the scrape's target
-labels (the chart's PodMonitor), the pipeline from here."""
+Built per scrape: a streaming driver's from the report that /progress also serves
+(etl_job.streaming), so the two never disagree; a batch driver's from its RunProgress and Spark's
+count of the rows read so far. One series per name and stage: the pod and namespace come from the
+scrape's target labels (the chart's PodMonitor), the pipeline from here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["BREAKER_VALUES", "CONTENT_TYPE_LATEST", "stream_exposition"]
+from etl_job.runtime.run_progress import PHASES, RunProgress
+
+__all__ = ["BREAKER_VALUES", "CONTENT_TYPE_LATEST", "run_exposition", "stream_exposition"]
 
 #: The sink breaker's states as numbers, as the operator's etl_operator_circuit_state has them.
 BREAKER_VALUES = {"closed": 0, "half-open": 1, "open": 2}
@@ -83,6 +86,38 @@ def stream_exposition(pipeline: str, report: Mapping[str, Any]) -> bytes:
     watermark = _epoch(report.get("watermark"))
     if watermark is not None:
         gauge("etl_job_watermark_timestamp_seconds", "Event-time watermark of a windowed stream.", watermark)
+    return generate_latest(registry)
+
+
+def run_exposition(pipeline: str, progress: RunProgress, rows_read: int) -> bytes:
+    """A batch run's figures: each phase's duration and the one under way, rows read so far,
+    retries, and the record counts by stage once the load has them (0 before)."""
+    registry = CollectorRegistry()
+    durations, running = progress.durations(), progress.running()
+    duration = Gauge(
+        "etl_job_stage_duration_seconds",
+        "Seconds each phase of the run took, or has taken so far.",
+        ["pipeline", "stage"],
+        registry=registry,
+    )
+    active = Gauge(
+        "etl_job_stage_active", "1 for the phase under way.", ["pipeline", "stage"], registry=registry
+    )
+    for phase in PHASES:
+        duration.labels(pipeline, phase).set(durations.get(phase, 0.0))
+        active.labels(pipeline, phase).set(1 if phase == running else 0)
+    Counter(
+        "etl_job_rows_read", "Rows Spark has read so far, over every stage.", ["pipeline"], registry=registry
+    ).labels(pipeline).inc(max(0, rows_read))
+    Counter(
+        "etl_job_retries", "Retried attempts of reads and writes.", ["pipeline"], registry=registry
+    ).labels(pipeline).inc(progress.retries)
+    records = Counter(
+        "etl_job_records", "Records of the run, by stage.", ["pipeline", "stage"], registry=registry
+    )
+    for stage, key in RECORD_STAGES.items():
+        if key != "recordsLate":  # a batch run has no watermark
+            records.labels(pipeline, stage).inc(max(0, int(progress.records.get(key) or 0)))
     return generate_latest(registry)
 
 

@@ -47,10 +47,11 @@ def run_with_retry(
     retry_on: tuple[type[BaseException], ...],
     stage: str,
     sleep: Callable[[float], None] | None = None,
+    on_retry: Callable[[], None] | None = None,
 ) -> int:
     """Run `action` until it succeeds; return how many attempts it took. Errors outside
     `retry_on` (a bad spec, a bad record) and permanent ones are raised at once: retrying
-    cannot fix them."""
+    cannot fix them. `on_retry` is told of each attempt about to be retried."""
     attempts = 0
 
     def attempt() -> None:
@@ -61,6 +62,8 @@ def run_with_retry(
     def before_sleep(state: tenacity.RetryCallState) -> None:
         failure = state.outcome.exception() if state.outcome else None
         log.warning("%s: attempt %d failed (%s); retrying", stage, state.attempt_number, failure)
+        if on_retry is not None:
+            on_retry()
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts_allowed(policy)),

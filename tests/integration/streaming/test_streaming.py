@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from tests.infra.kafka import KafkaBroker
 from tests.infra.postgres import PostgresServer
+from tests.infra.versions import REPO_ROOT
 from tests.integration.streaming.helpers import (
     Driver,
     kafka_source,
@@ -30,7 +31,6 @@ from tests.integration.streaming.helpers import (
     produce,
     rows,
 )
-from tests.infra.versions import REPO_ROOT
 
 
 def test_kafka_windowed_aggregate_upserted_is_exact_after_sigkill_between_and_within_batches(
@@ -214,7 +214,8 @@ def test_the_streaming_files_example_drains_its_files_and_a_later_run_reads_only
     driver = Driver(examples, pipeline, None)
     with (examples / "data" / "events.csv").open() as events_file:
         events = list(csv.DictReader(events_file))
-    users = {row["user_id"]: row["user_name"] for row in csv.DictReader((examples / "data" / "users.csv").open())}
+    with (examples / "data" / "users.csv").open() as users_file:
+        users = {row["user_id"]: row["user_name"] for row in csv.DictReader(users_file)}
     purchases = [e for e in events if e["event_type"] == "purchase" and float(e["amount"]) > 0]
 
     metrics = driver.drain()

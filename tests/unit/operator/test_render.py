@@ -148,6 +148,7 @@ def test_local_mode_pod_is_exactly_this() -> None:
                         {"name": "ETL_TRACE_ID", "value": naming.trace_id("uid-1234", 7)},
                         {"name": "ETL_LOG_FORMAT", "value": "json"},
                         {"name": "ETL_SPARK_MASTER", "value": "local[2]"},
+                        {"name": "ETL_HEALTH_PORT", "value": "8080"},
                         {"name": "SPARK_DRIVER_MEMORY", "value": "2048m"},
                         {"name": "SPARK_LOCAL_DIRS", "value": "/var/lib/spark/local"},
                         *[
@@ -178,6 +179,7 @@ def test_local_mode_pod_is_exactly_this() -> None:
                     },
                     "terminationMessagePath": "/dev/termination-log",
                     "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "ports": [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}],
                 }
             ],
             "volumes": [
@@ -221,7 +223,7 @@ def test_active_deadline_for_batch_runs_only() -> None:
     assert "activeDeadlineSeconds" not in render_run(_pipeline(streaming), 7, DEFAULTS).pod["spec"]
 
 
-def test_streaming_drivers_are_probed_on_their_health_port_and_batch_drivers_are_not() -> None:
+def test_streaming_drivers_are_probed_on_their_health_port_and_batch_drivers_serve_metrics_unprobed() -> None:
     streaming = _spec(
         mode="streaming",
         streaming={"checkpointLocation": "s3a://state/p/", "healthPort": 8181},
@@ -231,8 +233,11 @@ def test_streaming_drivers_are_probed_on_their_health_port_and_batch_drivers_are
     assert {"name": "metrics", "containerPort": 8181, "protocol": "TCP"} in container["ports"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert {"name": "ETL_HEALTH_PORT", "value": "8181"} in container["env"]
     batch = driver_container(_pipeline(), 7, DEFAULTS)
-    assert "readinessProbe" not in batch and "livenessProbe" not in batch and "ports" not in batch
+    assert "readinessProbe" not in batch and "livenessProbe" not in batch
+    assert batch["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert {"name": "ETL_HEALTH_PORT", "value": "8080"} in batch["env"]
 
 
 @pytest.mark.parametrize(
