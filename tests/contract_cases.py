@@ -195,6 +195,12 @@ INVALID_CASES: list[InvalidCase] = [
         "Input should be",
     ),
     InvalidCase(
+        "ranking-window-without-order-by",
+        _changed(_delete("transforms.3.orderBy")),
+        "spec.transforms[3].orderBy",
+        "ranking and offset window functions need orderBy",
+    ),
+    InvalidCase(
         "max-delay-below-initial-delay",
         _changed(_set("errorHandling.retry.maxDelaySeconds", 1)),
         "spec.errorHandling.retry.maxDelaySeconds",

@@ -22,7 +22,7 @@ from etl_job.contract.settings import (
 )
 from etl_job.contract.status import ETLPipelineStatus
 from etl_job.contract.streaming import StreamingSettings, streaming_problems
-from etl_job.contract.transforms import Transform
+from etl_job.contract.transforms import MAX_TRANSFORMS, Transform
 
 STREAMING_NEEDS_BLOCK = "mode streaming needs streaming (checkpointLocation, trigger)"
 STREAMING_BLOCK_IN_BATCH = "streaming is only for mode streaming"
@@ -42,7 +42,8 @@ class ETLPipelineSpec(SpecModel):
     )
     suspend: bool = Field(default=False, description="Pause scheduling new runs.")
     extract: Source
-    transforms: list[Transform] = Field(default_factory=list)
+    # Bounded so the API server can bound the cost of the CEL rules on each transform.
+    transforms: list[Transform] = Field(default_factory=list, max_length=MAX_TRANSFORMS)
     load: Sink
     streaming: StreamingSettings | None = Field(
         default=None, description="Checkpoint, trigger and rate limits; required in mode streaming."

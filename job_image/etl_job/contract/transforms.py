@@ -177,6 +177,20 @@ WindowFunctionName = Literal[
 ]
 
 
+#: Window functions whose result depends on the order of the rows in the partition.
+NEEDS_ORDER = frozenset(
+    {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead"}
+)
+NEEDS_ORDER_MESSAGE = "ranking and offset window functions need orderBy"
+#: Columns one Window transform may compute, and transforms one pipeline may have.
+MAX_WINDOW_FUNCTIONS = 64
+MAX_TRANSFORMS = 100
+
+
+def _cel_list(names: frozenset[str]) -> str:
+    return "[" + ", ".join(f"'{name}'" for name in sorted(names)) + "]"
+
+
 class OrderColumn(SpecModel):
     column: ColumnName
     descending: bool = False
@@ -229,7 +243,8 @@ class WindowTransform(SpecModel):
     transform_type: Literal["Window"]
     partition_by: list[ColumnName] = Field(default_factory=list)
     order_by: list[OrderColumn] = Field(default_factory=list)
-    functions: list[WindowFunction] = Field(default_factory=list)
+    # Bounded so the API server can bound the cost of the CEL rule that looks into each one.
+    functions: list[WindowFunction] = Field(default_factory=list, max_length=MAX_WINDOW_FUNCTIONS)
     time_column: ColumnName | None = Field(default=None, description="Event-time column of time windows.")
     window_duration: Duration | None = None
     slide_duration: Duration | None = Field(
@@ -248,16 +263,8 @@ class WindowTransform(SpecModel):
         analytic, timed = bool(self.functions), self.time_column is not None
         if analytic == timed:
             raise ValueError("give functions (analytic window) or timeColumn (time window), not both")
-        if (
-            analytic
-            and not self.order_by
-            and any(
-                f.function
-                in {"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead"}
-                for f in self.functions
-            )
-        ):
-            raise ValueError("ranking and offset window functions need orderBy")
+        if analytic and not self.order_by and any(f.function in NEEDS_ORDER for f in self.functions):
+            raise ValueError(NEEDS_ORDER_MESSAGE)
         if timed and (self.window_duration is None or not self.aggregations):
             raise ValueError("a time window needs windowDuration and aggregations")
         return self
@@ -270,6 +277,12 @@ class WindowTransform(SpecModel):
             ),
             # `aggregations` takes a list or a map, so its CRD node has no type and CEL cannot see
             # it: the API server checks windowDuration, pydantic checks both.
+            cel(
+                "!has(self.functions) || (has(self.orderBy) && size(self.orderBy) > 0) || "
+                f"!self.functions.exists(f, f.function in {_cel_list(NEEDS_ORDER)})",
+                NEEDS_ORDER_MESSAGE,
+                ".orderBy",
+            ),
             cel(
                 "!has(self.timeColumn) || has(self.windowDuration)",
                 "a time window needs windowDuration and aggregations",
