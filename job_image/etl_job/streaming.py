@@ -367,6 +367,9 @@ class StreamingRun:
         #: Held while a batch writes: stopping takes it, so a stop falls between batches.
         self.batch_lock = threading.Lock()
         self.split = stateful_index(pipeline)
+        #: Bad records before an aggregation cannot leave its state, so with tolerance all a
+        #: second query over the same source writes them to the dead-letter queue.
+        self.letters_apart = self.split is not None and spec.error_handling.tolerance == "all"
         self.static_sides = StaticSides.of(pipeline, _static_source(context))
         self.failure: BaseException | None = None
         #: Batches completed when the query was last restarted after a Spark bug.
@@ -428,17 +431,21 @@ class StreamingRun:
         return raw
 
     def _stateful_stream(self, raw: Any) -> Any:
-        """Decoding, validation and the transforms up to the aggregation, on the stream."""
+        """Decoding, validation and the transforms up to the aggregation, on the stream. With
+        tolerance all, bad records are left out of the aggregation here and dead-lettered by the
+        letter query (`_letter_batch`), which reads the same source."""
         from pyspark.sql import functions as F
 
         assert self.split is not None
         spec = self.pipeline.spec
-        context = dataclasses.replace(self.context, tolerance="none", report=RunReport())
-        frame = self._decoded(raw, context)
-        frame = frame.observe(EXTRACTED_METRIC, F.count(F.lit(1)).alias("rows"))
+        tolerance = "all" if self.letters_apart else "none"
+        # Its set-aside records are the letter query's to write: this report is dropped.
+        context = dataclasses.replace(self.context, tolerance=tolerance, report=RunReport())
+        frame = self._decoded(raw.observe(EXTRACTED_METRIC, F.count(F.lit(1)).alias("rows")), context)
         if spec.extract.schema_name:
             avro = self.schemas.get(spec.extract.schema_name, stage="extract")
-            frame = validate_rows(frame, avro, "extract").valid_or_fail
+            result = validate_rows(frame, avro, "extract")
+            frame = result.valid if self.letters_apart else result.valid_or_fail
         return apply_transforms(
             frame,
             spec.transforms[: self.split + 1],
@@ -466,24 +473,39 @@ class StreamingRun:
         raw = self._raw_stream()
         stream = raw if self.split is None else self._stateful_stream(raw)
         per_batch = self._per_batch_pipeline()
-        writer = stream.writeStream.foreachBatch(
-            lambda frame, batch_id: self._batch(per_batch, frame, batch_id)
+        query = self._start_query(
+            stream.writeStream.foreachBatch(lambda frame, batch_id: self._batch(per_batch, frame, batch_id)),
+            checkpoint,
+            _query_name(self.pipeline.name),
+            self._output_mode(),
         )
-        writer = writer.option("checkpointLocation", checkpoint).queryName(_query_name(self.pipeline.name))
-        writer = writer.outputMode(self._output_mode())
+        self.progress.active = True
+        return query
+
+    def start_letters(self) -> Any:
+        """The letter query of `letters_apart`: the same source, its own checkpoint beside the
+        main one, each micro-batch's undecodable and invalid records dead-lettered."""
+        checkpoint = letter_checkpoint(resolve_path(self.settings.checkpoint_location, self.context.base_dir))
+        return self._start_query(
+            self._raw_stream().writeStream.foreachBatch(self._letter_batch),
+            checkpoint,
+            _query_name(self.pipeline.name) + "_dead_letters",
+            "append",
+        )
+
+    def _start_query(self, writer: Any, checkpoint: str, name: str, output_mode: str) -> Any:
+        writer = writer.option("checkpointLocation", checkpoint).queryName(name).outputMode(output_mode)
         trigger = self.settings.trigger
         if trigger.available_now:
             writer = writer.trigger(availableNow=True)
         else:
             writer = writer.trigger(processingTime=trigger.processing_time)
         try:
-            query = writer.start()
+            return writer.start()
         except Exception as failed:  # noqa: BLE001 - Spark's analysis errors come in many classes
             raise ConfigurationError(
                 f"Spark cannot run this pipeline on a stream: {_first_line(failed)}", stage="transform"
             ) from None
-        self.progress.active = True
-        return query
 
     def _output_mode(self) -> str:
         if self.split is None:
@@ -539,6 +561,47 @@ class StreamingRun:
                 },
             )
 
+    def _letter_batch(self, frame: Any, batch_id: int) -> None:
+        """Dead-letter one micro-batch's bad records (of a `letters_apart` run) and count them."""
+        from etl_job.connectors import deadletter
+        from etl_job.runtime.metrics import RowCounter
+
+        with self.batch_lock:
+            if self.stop.is_set():
+                raise StreamStopped(f"stopping before dead-letter batch {batch_id}")
+            context = dataclasses.replace(
+                self.context, batch_id=batch_id, tolerance="all", report=RunReport()
+            )
+            decoded = self._decoded(frame, context)
+            found = [(c.stage, c.rejected) for c in context.report.checkpoints if c.rejected is not None]
+            schema_name = self.pipeline.spec.extract.schema_name
+            if schema_name:
+                avro = self.schemas.get(schema_name, stage="extract")
+                invalid = validate_rows(decoded, avro, "extract").invalid
+                found.append(
+                    ("extract", deadletter.letters(invalid, pipeline=self.pipeline.name, stage="extract",
+                                                   schema_name=schema_name,
+                                                   context={"batch": str(batch_id)}))
+                )  # fmt: skip
+            target = self.pipeline.spec.error_handling.dead_letter
+            failed = 0
+            for stage, letters in found:
+                counter = RowCounter(f"letters-{stage}")
+                counted = counter.attach(letters)
+                if target is not None:
+                    deadletter.write(counted, target, stage, context)
+                else:
+                    counted.count()  # counted, as a batch run counts what it cannot letter
+                failed += counter.rows
+            self.progress.records_failed += failed
+            if failed:
+                log.info(
+                    "dead-letter batch %d: %d records set aside",
+                    batch_id,
+                    failed,
+                    extra={"pipeline": self.pipeline.name, "batchId": batch_id},
+                )
+
     @staticmethod
     def _committed_before(block: Any, context: RunContext, batch_id: int) -> bool:
         """A database append that holds this batch already (Spark replays it after a crash)."""
@@ -591,7 +654,9 @@ class StreamingRun:
         return metrics
 
     def _run_query(self) -> Any:
-        """Start the query and follow it until it ends, fails, or a stop is asked for."""
+        """Start the query (and the letter query) and follow it until it ends, fails, or a stop
+        is asked for; the query whose failure ends the run is returned."""
+        letters = self.start_letters() if self.letters_apart else None
         query = self.start()
         try:
             while True:
@@ -603,11 +668,22 @@ class StreamingRun:
                 if self.stop.is_set():
                     # Looked at first: a batch that began after the request ends the query itself.
                     log.info("stop requested: stopping the query between micro-batches")
-                    if not finished and query.isActive:
-                        _stop_between_batches(query, self.batch_lock)
+                    for running in (query, letters):
+                        if running is not None and running.isActive:
+                            _stop_between_batches(running, self.batch_lock)
                     break
+                if letters is not None and not letters.isActive and letters.exception() is not None:
+                    _stop_between_batches(query, self.batch_lock)
+                    return letters
                 if finished or not query.isActive:
                     break
+            if letters is not None:
+                # availableNow: the letter query drains the same source; else it stops with the query.
+                if self.settings.trigger.available_now and letters.isActive:
+                    letters.awaitTermination()
+                _stop_between_batches(letters, self.batch_lock)
+                if letters.exception() is not None and query.exception() is None:
+                    return letters
         finally:
             self.progress.active = False
         self._note_progress(query)
@@ -676,6 +752,11 @@ def _static_source(context: RunContext) -> Callable[[Any], Any]:
     from etl_job.connectors.registry import read_source
 
     return lambda block: read_source(block, context)
+
+
+def letter_checkpoint(checkpoint: str) -> str:
+    """The letter query's checkpoint: beside the main one, which Spark owns whole."""
+    return checkpoint.rstrip("/") + "-dead-letters"
 
 
 def _query_name(pipeline: str) -> str:

@@ -116,11 +116,6 @@ def streaming_problems(spec: Any) -> list[str]:
             "writeMode upsert with the grouping columns as primaryKey (or use a time window with "
             "watermark, whose final rows are appended once)"
         )
-    if stateful and spec.error_handling.tolerance == "all":
-        problems.append(
-            f"transforms[{stateful[0]}]: errorHandling.tolerance all is not supported yet before a "
-            "streaming aggregation (bad records cannot be dead-lettered from inside its state)"
-        )
     return problems
 
 

@@ -37,6 +37,10 @@ def set_aside(
         # A run that ends met no such record, so there is nothing to count: no counter, whose
         # node would cut the generated code of the stage in two and copy every row between.
         return fail_where(frame, broken, F.lit(stage), F.array(message)), Checkpoint(stage, counter)
+    if frame.isStreaming:
+        # Before a streaming aggregation: the letter query of the run (etl_job.streaming) reads
+        # the same records, and counts and writes these; Spark cannot observe a stream here.
+        return frame.where(~broken), Checkpoint(stage, counter)
     checked = counter.attach(frame, failed=F.count_if(broken))
     pairs = [
         part for name, column in (context or {}).items() for part in (F.lit(name), column.cast("string"))

@@ -509,3 +509,89 @@ def _table_count(postgres: PostgresServer, sql: str) -> int:
         return int(rows(postgres, sql)[0][0])
     except Exception:  # noqa: BLE001 - the table is created by the first batch
         return -1
+
+
+def test_bad_records_before_a_streaming_aggregation_are_dead_lettered_and_left_out_of_it(
+    kafka: KafkaBroker, postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """tolerance all before a windowed aggregation: messages that are not JSON and events whose
+    amount is not a number go to the file dead-letter queue (by the letter query beside the
+    aggregating one), the windows hold the good events only, and the counts add up; a second run
+    letters only what arrived after the first."""
+    topic, table = f"dirty-{secrets.token_hex(4)}", f"clean_minutes_{secrets.token_hex(3)}"
+    kafka.create_topic(topic, partitions=2)
+    events = make_events(120)
+    bad_amounts = {event["event_id"] for event in events if event["event_id"] % 17 == 5}
+    good = [event for event in events if event["event_id"] not in bad_amounts]
+
+    def messages(batch: list[dict[str, Any]], garbage: int) -> list[bytes]:
+        values = [
+            json.dumps({**e, "amount": "lots"} if e["event_id"] in bad_amounts else e).encode() for e in batch
+        ]
+        return values + [f"not json {i}".encode() for i in range(garbage)]
+
+    def send(values: list[bytes]) -> None:
+        producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+        for value in values:
+            producer.produce(topic, value)
+        producer.flush(30)
+
+    dlq = tmp_path / "dead-letters"
+    driver = Driver(
+        tmp_path,
+        manifest(
+            "dirty",
+            {
+                "mode": "streaming",
+                "extract": kafka_source(kafka, topic),
+                "transforms": [{"transformType": "Window", "timeColumn": "event_time",
+                                "windowDuration": "1 minute", "watermark": "10 minutes",
+                                "groupBy": ["user_id"],
+                                "aggregations": [{"column": "amount", "function": "sum", "as": "total"},
+                                                 {"column": "*", "function": "count", "as": "events"}]}],
+                "load": postgres_sink(postgres, table, writeMode="upsert",
+                                      primaryKey=["window_start", "user_id"]),
+                "errorHandling": {"tolerance": "all",
+                                  "deadLetter": {"type": "s3", "path": str(dlq), "format": "json"}},
+                "streaming": _streaming(tmp_path, {"availableNow": True}, maxOffsetsPerTrigger=50),
+                "spark": SMALL_SHUFFLES,
+            },
+        ),
+        postgres,
+    )  # fmt: skip
+    first_half = [e for e in events if e["event_id"] < 60]
+    send(messages(first_half, garbage=3))
+    first = driver.drain()
+    first_bad = sum(1 for e in first_half if e["event_id"] in bad_amounts) + 3
+    assert first["recordsExtracted"] == len(first_half) + 3
+    assert first["recordsFailed"] == first_bad
+
+    send(messages([e for e in events if e["event_id"] >= 60], garbage=2))
+    second = driver.drain()
+    assert second["recordsExtracted"] == len(events) - len(first_half) + 2
+    assert second["recordsFailed"] == len(bad_amounts) + 5 - first_bad
+
+    letters = [json.loads(line) for path in dlq.rglob("*.json") for line in path.read_text().splitlines()]
+    assert len(letters) == len(bad_amounts) + 5  # each once: the letter query has its own checkpoint
+    assert {letter["stage"] for letter in letters} == {"extract"}
+    assert {letter["pipelineId"] for letter in letters} == {"dirty"}
+    lettered_ids = {
+        json.loads(letter["originalRecord"]).get("event_id")
+        for letter in letters
+        if letter["originalRecord"].startswith("{")
+    }
+    assert bad_amounts <= lettered_ids
+    assert sum(1 for letter in letters if letter["originalRecord"].startswith("not json")) == 5
+
+    expected: dict[tuple[int, str], tuple[int, int]] = {}
+    for event in good:
+        minute = int(time.mktime(time.strptime(event["event_time"], "%Y-%m-%dT%H:%M:%SZ"))) // 60
+        total, count = expected.get((minute, event["user_id"]), (0, 0))
+        expected[(minute, event["user_id"])] = (total + event["amount"], count + 1)
+    loaded = rows(
+        postgres,
+        f"SELECT EXTRACT(EPOCH FROM window_start AT TIME ZONE 'UTC')::bigint / 60, user_id, total, events "
+        f"FROM {table}",
+    )
+    utc_offset = int(time.mktime(time.gmtime(0)) // 60)  # mktime above read the UTC text as local time
+    assert {(int(m) - utc_offset, u): (t, c) for m, u, t, c in loaded} == expected
