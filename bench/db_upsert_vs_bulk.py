@@ -9,12 +9,14 @@ For each database (PostgreSQL, and MariaDB for MySQL), per round:
              its phases (as the sink logs them) are reported too: count (the pass that renders,
              sorts and counts the rows), stage (the bulk load into staging), merge (the merge
              transaction, commit included)
+  --write-mode append: the sink appends the rows to an empty table instead (its staging load
+             and INSERT ... SELECT in one transaction, against COPY into an empty table)
 The rows come from a DataFrame cached beforehand, so the sink alone is timed. Medians of the
 rounds, rows/s and the ratio upsert/baseline (goal: at least 0.5) are printed with the machine,
 its load average, and the CPU seconds the database server spent on each side: a figure that
 other work on the machine hardly moves, where wall times on a shared machine swing.
 
-  .venv/bin/python bench/db_upsert_vs_bulk.py --rows 1000000 --rounds 3
+  .venv/bin/python bench/db_upsert_vs_bulk.py --rows 1000000 --rounds 3 [--write-mode append]
 """
 
 from __future__ import annotations
@@ -178,7 +180,7 @@ class MariaDB:
 # --- the runs --------------------------------------------------------------------------------
 
 
-def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
+def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int, write_mode: str = "upsert") -> None:
     from etl_job.connectors.jdbc.connector import JdbcSinkConnector
     from etl_job.contract import JdbcSink, SecretKeyRef
     from etl_job.contract.credentials import secret_env_name
@@ -197,7 +199,7 @@ def upsert_through_sink(spark: Any, db: Any, frame: Any, run: int) -> None:
             },
             "credentialsRef": {"name": ref.name, "key": ref.key},
             "table": TABLE,
-            "writeMode": "upsert",
+            "writeMode": write_mode,
             "primaryKey": ["id"],
         }
     )
@@ -215,7 +217,7 @@ class PhaseLog(logging.Handler):
         self.upserts: list[dict[str, float]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        phases = getattr(record, "upsert_seconds", None)
+        phases = getattr(record, "upsert_seconds", None) or getattr(record, "write_seconds", None)
         if phases is not None:
             self.upserts.append(dict(phases))
 
@@ -231,7 +233,14 @@ def timed(action: Callable[[], object], server_pid: int) -> tuple[float, float]:
 
 
 def bench_database(
-    spark: Any, db: Any, rows: int, rounds: int, new_rows: Any, old_half: Any, folder: Path
+    spark: Any,
+    db: Any,
+    rows: int,
+    rounds: int,
+    new_rows: Any,
+    old_half: Any,
+    folder: Path,
+    write_mode: str = "upsert",
 ) -> dict[str, Any]:
     csv_file = folder / f"rows-{db.kind}.csv"
     old_file = folder / f"old-half-{db.kind}.csv"
@@ -245,11 +254,12 @@ def bench_database(
         db.bulk_load(baseline_table, csv_file)
 
     def upsert(run: int) -> None:
-        upsert_through_sink(spark, db, new_rows, run)
+        upsert_through_sink(spark, db, new_rows, run, write_mode)
 
     def reset() -> None:  # untimed: the upsert's target holds the older half again
         db.execute(f"TRUNCATE TABLE {TABLE}", f"TRUNCATE TABLE {baseline_table}")
-        db.bulk_load(TABLE, old_file)
+        if write_mode == "upsert":
+            db.bulk_load(TABLE, old_file)
         if db.kind == "PostgreSQL":
             db.execute(f"VACUUM ANALYZE {TABLE}")
 
@@ -318,6 +328,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", choices=("PostgreSQL", "MySQL"), default=None)
+    parser.add_argument("--write-mode", choices=("upsert", "append"), default="upsert")
     args = parser.parse_args()
 
     from pyspark.sql import SparkSession
@@ -354,7 +365,9 @@ def main() -> None:
         server = start_postgres() if kind == "PostgreSQL" else start_mariadb()
         try:
             db = Postgres(server) if kind == "PostgreSQL" else MariaDB(server)
-            results[kind] = bench_database(spark, db, args.rows, args.rounds, new_rows, old_half, folder)
+            results[kind] = bench_database(
+                spark, db, args.rows, args.rounds, new_rows, old_half, folder, args.write_mode
+            )
         finally:
             server.process.stop()
     spark.stop()
@@ -376,7 +389,13 @@ def main() -> None:
         **machine(),
         "load average (1 min) before, after": f"{load_before:.1f}, {os.getloadavg()[0]:.1f}",
     }
-    report = {"rows": args.rows, "rounds": args.rounds, "machine": facts, "results": results}
+    report = {
+        "rows": args.rows,
+        "rounds": args.rounds,
+        "writeMode": args.write_mode,
+        "machine": facts,
+        "results": results,
+    }
     print(json.dumps(report, indent=2))
 
 
