@@ -1,6 +1,7 @@
 """`etl`: the job's command line.
 
   etl run CONFIG        run a pipeline (local Spark unless --master says otherwise)
+  etl replay CONFIG     run the pipeline's dead letters through it again, once each
   etl validate CONFIG   check the spec, its schema files and its SQL, without running it
   etl convert OLD.json  print the ETLPipeline YAML equivalent of a pipeline in the older format
   etl crd               print the ETLPipeline CustomResourceDefinition
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from etl_job.connectors.letters import STAGES, ReplayFilter, parse_since
 from etl_job.contract import ConfigurationError, EtlError, RunMetrics
 from etl_job.contract.manifest import LoadedPipeline, load_pipeline
 from etl_job.runtime import health, logs
@@ -38,9 +40,14 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    command = {"run": _run, "validate": _validate, "convert": _convert, "crd": _crd, "vault": _vault}[
-        args.command
-    ]
+    command = {
+        "run": _run,
+        "replay": _replay,
+        "validate": _validate,
+        "convert": _convert,
+        "crd": _crd,
+        "vault": _vault,
+    }[args.command]
     try:
         return command(args)
     except EtlError as failed:
@@ -64,25 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a pipeline once")
-    run.add_argument("config", type=Path, help="ETLPipeline YAML, a pipeline JSON, or the older JSON format")
-    run.add_argument(
-        "--master",
-        default=os.environ.get("ETL_SPARK_MASTER", "local[*]"),
-        help="Spark master (default local[*]; empty to let spark-submit decide)",
-    )
-    run.add_argument(
-        "--schemas",
-        type=Path,
-        action="append",
-        default=None,
-        help="folder of .avsc files (repeatable); default: ./schemas beside CONFIG, $ETL_SCHEMA_DIRS",
-    )
-    run.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(os.environ.get("ETL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)),
-        help="where the metrics JSON goes for the operator (default /dev/termination-log)",
-    )
+    _run_options(run)
     run.add_argument(
         "--high-water-mark",
         default=None,
@@ -90,33 +79,27 @@ def _parser() -> argparse.ArgumentParser:
         help="read an incremental source past MARK (default: status.highWaterMark of CONFIG)",
     )
     run.add_argument(
-        "--run-id",
-        default=os.environ.get("ETL_RUN_ID", "local"),
-        help="the run's name in headers and dead letters",
-    )
-    run.add_argument(
         "--show", type=int, default=0, metavar="N", help="print the first N output rows after the run"
     )
-    run.add_argument(
-        "--log-format",
-        choices=("json", "text"),
-        default=None,
-        help="log lines as JSON or text (default: $ETL_LOG_FORMAT, else spec.logging.structured, "
-        "else text on a terminal and JSON elsewhere)",
+
+    replay = commands.add_parser(
+        "replay",
+        help="run a pipeline's dead letters through it again, once each",
+        description="Takes this pipeline's letters from its errorHandling.deadLetter queue that "
+        "no replay took before, runs their records through validation, transforms and load, and "
+        "marks them in a ledger beside the letters. Records that fail again become new letters "
+        "(attemptNumber + 1).",
     )
-    run.add_argument("--quiet", action="store_true", help="log warnings and errors only, and no progress bar")
-    secrets = run.add_mutually_exclusive_group()
-    secrets.add_argument(
-        "--vault",
-        type=Path,
-        default=None,
-        help="take Secret values the environment lacks from this vault (default: $ETL_VAULT, "
-        "else ~/.config/sparkops-etl/vault.enc), opened with $VAULT_MASTER_KEY",
+    _run_options(replay)
+    replay.add_argument("--stage", choices=STAGES, default=None, help="only letters of this stage")
+    replay.add_argument(
+        "--error-type", default=None, metavar="TYPE", help="only letters of this errorType (NullValue, ...)"
     )
-    secrets.add_argument(
-        "--kube-secrets",
-        action="store_true",
-        help="take Secret values the environment lacks from the current kubeconfig's cluster instead",
+    replay.add_argument(
+        "--since", default=None, metavar="TIME", help="only letters written at or after TIME (ISO-8601, UTC)"
+    )
+    replay.add_argument(
+        "--dry-run", action="store_true", help="print how many letters would be replayed; change nothing"
     )
 
     validate = commands.add_parser("validate", help="check a pipeline without running it")
@@ -130,6 +113,59 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("crd", help="print the ETLPipeline CustomResourceDefinition")
     _vault_parser(commands)
     return parser
+
+
+def _run_options(command: argparse.ArgumentParser) -> None:
+    """The options of a command that runs a pipeline: `etl run` and `etl replay`."""
+    command.add_argument(
+        "config", type=Path, help="ETLPipeline YAML, a pipeline JSON, or the older JSON format"
+    )
+    command.add_argument(
+        "--master",
+        default=os.environ.get("ETL_SPARK_MASTER", "local[*]"),
+        help="Spark master (default local[*]; empty to let spark-submit decide)",
+    )
+    command.add_argument(
+        "--schemas",
+        type=Path,
+        action="append",
+        default=None,
+        help="folder of .avsc files (repeatable); default: ./schemas beside CONFIG, $ETL_SCHEMA_DIRS",
+    )
+    command.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(os.environ.get("ETL_TERMINATION_LOG", DEFAULT_TERMINATION_LOG)),
+        help="where the metrics JSON goes for the operator (default /dev/termination-log)",
+    )
+    command.add_argument(
+        "--run-id",
+        default=os.environ.get("ETL_RUN_ID", "local"),
+        help="the run's name in headers and dead letters",
+    )
+    command.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default=None,
+        help="log lines as JSON or text (default: $ETL_LOG_FORMAT, else spec.logging.structured, "
+        "else text on a terminal and JSON elsewhere)",
+    )
+    command.add_argument(
+        "--quiet", action="store_true", help="log warnings and errors only, and no progress bar"
+    )
+    secrets = command.add_mutually_exclusive_group()
+    secrets.add_argument(
+        "--vault",
+        type=Path,
+        default=None,
+        help="take Secret values the environment lacks from this vault (default: $ETL_VAULT, "
+        "else ~/.config/sparkops-etl/vault.enc), opened with $VAULT_MASTER_KEY",
+    )
+    secrets.add_argument(
+        "--kube-secrets",
+        action="store_true",
+        help="take Secret values the environment lacks from the current kubeconfig's cluster instead",
+    )
 
 
 def _vault_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -268,6 +304,79 @@ def _run(args: argparse.Namespace) -> int:
     if args.show:
         _show_output(loaded, context, args.show)
     spark.stop()
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """`etl replay`: as `etl run`, with the pipeline's dead letters as its source."""
+    from etl_job.quality.schemas import SchemaRegistry
+    from etl_job.replay import replay
+    from etl_job.runtime.session import build_session, task_slots
+
+    loaded = load_pipeline(args.config)
+    spec = loaded.pipeline.spec
+    if spec.error_handling.dead_letter is None:
+        raise ConfigurationError(
+            f"pipeline {loaded.pipeline.name} has no dead-letter queue to replay",
+            field="errorHandling.deadLetter",
+        )
+    try:
+        since = parse_since(args.since) if args.since else None
+    except ValueError:
+        raise ConfigurationError(f"--since {args.since!r} is not an ISO-8601 date or time") from None
+    wanted = ReplayFilter(loaded.pipeline.name, stage=args.stage, error_type=args.error_type, since=since)
+    structured = spec.logging.structured if "structured" in spec.logging.model_fields_set else None
+    log_format = logs.choose_format(args.log_format, os.environ, structured, sys.stderr.isatty())
+    labels = logs.RunLabels.from_env(loaded.pipeline.name, os.environ, args.run_id)
+    level = "WARNING" if args.quiet else str(spec.logging.level)
+    logs.configure(level, log_format, execution_id=args.run_id, labels=labels)
+    try:
+        env = _secret_env(args, loaded)
+    except EtlError as failed:
+        _report_failure(loaded, args.termination_log, failed)
+        return failed.exit_code
+    schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
+    spark = build_session(
+        loaded.pipeline.name,
+        args.master or None,
+        spec.spark,
+        progress=False,
+        log_config=logs.jvm_log_config(log_format, labels),
+    )
+    context = RunContext(
+        pipeline=loaded.pipeline.name,
+        spark=spark,
+        base_dir=loaded.base_dir,
+        run_id=args.run_id,
+        tolerance=str(spec.error_handling.tolerance),
+        schemas=schemas,
+        task_slots=task_slots(spark, spec.spark),
+        env=env,
+    )
+    try:
+        metrics, selection = replay(loaded.pipeline, context, schemas, wanted, dry_run=args.dry_run)
+    except EtlError as failed:
+        _report_failure(loaded, args.termination_log, failed)
+        spark.stop()
+        return failed.exit_code
+    except Exception as failed:  # noqa: BLE001 - reported with its class; the exit code says "unexpected"
+        _report_failure(loaded, args.termination_log, failed)
+        spark.stop()
+        return EXIT_UNEXPECTED
+    spark.stop()
+    if args.dry_run:
+        print(json.dumps(selection.summary(), indent=2))
+        return 0
+    write_termination_message(args.termination_log, metrics)
+    log.info(
+        "replay succeeded",
+        extra={
+            "pipeline": loaded.pipeline.name,
+            "recordsLoaded": metrics.records_loaded,
+            "metrics": metrics.model_dump(mode="json", exclude_none=True),
+        },
+    )
+    print(json.dumps(metrics.model_dump(mode="json", exclude_none=True), indent=2))
     return 0
 
 

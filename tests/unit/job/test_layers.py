@@ -47,7 +47,7 @@ def package_of(module: str) -> str | None:
 
 def test_every_module_of_the_job_sits_in_a_package_or_on_top() -> None:
     top = {path.name for path in JOB.glob("*.py")}
-    assert top == {"__init__.py", "__main__.py", "cli.py", "pipeline.py", "streaming.py"}
+    assert top == {"__init__.py", "__main__.py", "cli.py", "pipeline.py", "replay.py", "streaming.py"}
     packages = {path.name for path in JOB.iterdir() if (path / "__init__.py").is_file()}
     assert packages == set(ALLOWED)
 
