@@ -63,7 +63,10 @@ def test_filters_take_this_pipeline_and_the_stage_type_and_time_named() -> None:
         letter("c", stage="load", error_type="CheckViolation/23514"),
         letter("d", timestamp=datetime(2026, 12, 6, 12, 0)),
     ]
-    ids = lambda wanted: [found.id for found in to_replay(letters, wanted, set())]  # noqa: E731
+
+    def ids(wanted: ReplayFilter) -> list[str]:
+        return [found.id for found in to_replay(letters, wanted, set())]
+
     assert ids(ReplayFilter("orders")) == ["a", "c", "d"]
     assert ids(ReplayFilter("orders", stage="load")) == ["c"]
     assert ids(ReplayFilter("orders", error_type="NullValue")) == ["a", "d"]
