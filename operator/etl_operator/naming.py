@@ -19,6 +19,8 @@ MANAGED_BY = "sparkops-etl"
 
 #: Annotations users set on an ETLPipeline.
 ANNOTATION_RERUN = f"{GROUP}/rerun"
+#: A new value starts one replay run: `etl replay` of the pipeline's dead letters.
+ANNOTATION_REPLAY = f"{GROUP}/replay"
 
 #: Name of the driver container in the pod; a pod template addresses it by this name.
 DRIVER_CONTAINER = "driver"

@@ -33,7 +33,7 @@ from etl_job.contract import (
 from etl_operator.backoff import backoff_delay
 from etl_operator.breaker import may_launch, record_failure, record_success, reset_at
 from etl_operator.conditions import Problem, gitops_conditions
-from etl_operator.naming import ANNOTATION_RERUN, driver_pod_name, trace_id
+from etl_operator.naming import ANNOTATION_REPLAY, ANNOTATION_RERUN, driver_pod_name, trace_id
 from etl_operator.observe import (
     ObservedRun,
     Outcome,
@@ -102,6 +102,8 @@ class PipelineView:
 class LaunchRun:
     run: int
     generation: int
+    #: The run replays the dead letters (`etl replay`) instead of running the pipeline.
+    replay: bool = False
 
 
 @dataclass(frozen=True)
@@ -430,6 +432,9 @@ class _Trigger:
     user: bool = False
     slot: datetime | None = None
     rerun: str | None = None
+    #: A replay run: `replay_token` is the annotation's new value (None for a replay's retry).
+    replay: bool = False
+    replay_token: str | None = None
 
 
 def _stop(work: _Work, record: RunRecord, reason: str, message: str) -> None:
@@ -450,6 +455,7 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
         phase=RUN_PENDING,
         secrets_version=view.secrets_version,
         trace_id=trace_id(view.uid, run),
+        replay=True if trigger.replay else None,
     )
     work.put_run(record)
     changes: dict[str, object] = {"run_count": run, "backoff_until": None}
@@ -459,8 +465,10 @@ def _launch(work: _Work, trigger: _Trigger) -> None:
         changes["last_schedule_time"] = format_time(trigger.slot)
     if trigger.rerun is not None:
         changes["rerun_token"] = trigger.rerun
+    if trigger.replay_token is not None:
+        changes["replay_token"] = trigger.replay_token
     work.update(**changes)
-    work.actions.append(LaunchRun(run=run, generation=view.generation))
+    work.actions.append(LaunchRun(run=run, generation=view.generation, replay=trigger.replay))
     work.event("Normal", "RunLaunched", f"run {run} ({record.pod}) launched: {trigger.why}", run)
     work.wake_at(work.now + timedelta(seconds=POD_MISSING_GRACE_SECONDS))
 
@@ -513,12 +521,21 @@ def _retry_trigger(work: _Work) -> _Trigger | None:
     if work.now < until:
         work.wake_at(until)
         return None
-    return _Trigger(f"retry {work.status.retries} after backoff", fresh=False)
+    # A failed replay is retried as a replay: it takes the letters it did not mark.
+    last = work.status.runs[0] if work.status.runs else None
+    return _Trigger(
+        f"retry {work.status.retries} after backoff", fresh=False, replay=bool(last and last.replay)
+    )
 
 
 def _rerun_value(view: PipelineView) -> str | None:
     value = view.annotations.get(ANNOTATION_RERUN)
     return value if value and value != view.status.rerun_token else None
+
+
+def _replay_value(view: PipelineView) -> str | None:
+    value = view.annotations.get(ANNOTATION_REPLAY)
+    return value if value and value != view.status.replay_token else None
 
 
 def _launch_streaming(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> None:
@@ -575,8 +592,14 @@ def _batch_trigger(work: _Work, spec: ETLPipelineSpec, rerun: str | None) -> _Tr
     view = work.pipeline
     if rerun is not None:
         return _Trigger(f"{ANNOTATION_RERUN}={rerun}", fresh=True, user=True, rerun=rerun)
+    replay = _replay_value(view)
+    if replay is not None:
+        return _Trigger(
+            f"{ANNOTATION_REPLAY}={replay}", fresh=True, user=True, replay=True, replay_token=replay
+        )
     if spec.schedule is None:
-        newest = work.status.runs[0] if work.status.runs else None
+        # A replay is no run of the spec: the generation still gets its own.
+        newest = next((record for record in work.status.runs if not record.replay), None)
         if newest is None or newest.generation != view.generation:
             return _Trigger(f"spec generation {view.generation}", fresh=True, user=True)
     else:

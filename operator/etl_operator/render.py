@@ -92,6 +92,8 @@ class PipelineRef:
     spec: ETLPipelineSpec
     #: status.highWaterMark: where the next run of an incremental source starts reading.
     high_water_mark: str | None = None
+    #: The run replays the dead letters (`etl replay`) instead of running the pipeline.
+    replay: bool = False
 
 
 @dataclass(frozen=True)
@@ -348,10 +350,11 @@ def spark_master(pipeline: PipelineRef) -> str:
 def driver_argv(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> list[str]:
     """What the driver container runs: `etl run` in local mode, else `spark-submit` of the job."""
     spark = pipeline.spec.spark
+    command = "replay" if pipeline.replay else "run"
     if spark.executors == 0:
         return [
             "etl",
-            "run",
+            command,
             PIPELINE_FILE,
             "--master",
             spark_master(pipeline),
@@ -370,7 +373,7 @@ def driver_argv(pipeline: PipelineRef, run: int, defaults: OperatorDefaults) -> 
     for key, value in submit_conf(pipeline, run, defaults).items():
         submit += ["--conf", f"{key}={value}"]
     # An empty --master: the session takes the master spark-submit set up.
-    job = ["run", PIPELINE_FILE, "--master", "", "--termination-log", defaults.termination_log]
+    job = [command, PIPELINE_FILE, "--master", "", "--termination-log", defaults.termination_log]
     return [*submit, defaults.job_entry_point, *job]
 
 

@@ -239,7 +239,9 @@ def launch(
 ) -> None:
     """Create the run's objects; an existing one of the same name is ours already."""
     ref = pipeline_ref(body, spec)
-    manifests = render_run(replace(ref, generation=action.generation), action.run, defaults)
+    manifests = render_run(
+        replace(ref, generation=action.generation, replay=action.replay), action.run, defaults
+    )
     namespace = ref.namespace
     kube_io.create_if_absent(api, namespace, manifests.config_map)
     if manifests.service is not None:

@@ -67,6 +67,11 @@ class RunRecord(SpecModel):
     trace_id: str | None = Field(
         default=None, description="On every log line of the run, the operator's and the driver's."
     )
+    replay: bool | None = Field(
+        default=None,
+        description="True for a replay of the dead letters (etl replay), started by the "
+        "etl.sparkops.io/replay annotation.",
+    )
     secrets_version: str | None = Field(
         default=None,
         description="Digest of the referenced Secrets' resourceVersions at launch (no values): a "
@@ -138,6 +143,9 @@ class ETLPipelineStatus(SpecModel):
     backoff_until: str | None = Field(default=None, description="No launch before this time.")
     rerun_token: str | None = Field(
         default=None, description="The last value of the etl.sparkops.io/rerun annotation acted on."
+    )
+    replay_token: str | None = Field(
+        default=None, description="The last value of the etl.sparkops.io/replay annotation acted on."
     )
     last_schedule_time: str | None = Field(default=None, description="The schedule slot last launched.")
     streaming: StreamingStatus | None = Field(
