@@ -48,7 +48,11 @@ def output_ids(folder: Path) -> list[int]:
 
 
 def test_the_replay_annotation_runs_etl_replay_once_and_loads_the_letters(
-    kube_cluster: KubeCluster, namespace: str, fake_kubelet: Any, operator: KopfRunner, tmp_path: Path
+    kube_cluster: KubeCluster,
+    namespace: str,
+    fake_kubelet: Any,
+    operator: KopfRunner,  # noqa: F811 - the fixture
+    tmp_path: Path,
 ) -> None:
     schemas = tmp_path / "schemas"
     schemas.mkdir()
