@@ -495,6 +495,7 @@ def _stage_and_write(
         tolerate=write.tolerate,
     )
     upserting = block.write_mode == WriteMode.upsert
+    _drop_left_behind(client, database)
     try:
         client.execute(
             dialect.create_staging(
@@ -535,7 +536,29 @@ def _stage_and_write(
             try:
                 client.execute(dialect.drop_table(name))
             except JdbcFailure:  # the load's own error, if any, is the one to report
-                log.warning("could not drop staging table %s of %s; drop it by hand", name, database.label)
+                _LEFT_BEHIND.setdefault(database.label, set()).add(name)
+                log.warning(
+                    "could not drop staging table %s of %s; the next load into it drops it, "
+                    "else drop it by hand",
+                    name,
+                    database.label,
+                )
+
+
+#: Staging tables an attempt could not drop (the database went away mid-load), by database:
+#: the next attempt, or the next batch of a stream, drops them once the database is back.
+_LEFT_BEHIND: dict[str, set[str]] = {}
+
+
+def _drop_left_behind(client: JdbcClient, database: Database) -> None:
+    left = _LEFT_BEHIND.get(database.label, set())
+    for name in sorted(left):
+        try:
+            client.execute(database.dialect.drop_table(name))
+        except JdbcFailure:
+            continue  # still there; the load itself reports what is wrong
+        left.discard(name)
+        log.info("dropped staging table %s of %s, left by an earlier attempt", name, database.label)
 
 
 def _load_staging(staged: StagedOutput, target: BulkTarget, write: _Write) -> tuple[int, list[StagedRefusal]]:
