@@ -508,6 +508,22 @@ def test_a_bad_record_met_while_writing_fails_the_run_as_a_data_error(
         run(spark, {"extract": source, "load": sink})
 
 
+def test_a_message_larger_than_the_producer_allows_fails_the_run_as_a_data_error(
+    kafka: KafkaBroker, spark: SparkSession, tmp_path: Path
+) -> None:
+    """The record's fault, not the brokers': exit code 3, which the operator does not retry."""
+    topic = new_topic(kafka)
+    source = events_csv(tmp_path)
+    csv = Path(source["path"]) / "events.csv"
+    csv.write_text(csv.read_text().replace(",u002,", "," + "u" * 5000 + ","))
+    sink = {"sinkType": "Kafka", "bootstrapServers": kafka.bootstrap_servers, "topic": topic,
+            "options": {"kafka.max.request.size": "4096"}}  # fmt: skip
+    too_large = f"a message is too large for topic {topic} at brokers .*RecordTooLargeException"
+    with pytest.raises(DataError, match=too_large) as raised:
+        run(spark, {"extract": source, "load": sink})
+    assert raised.value.exit_code == 3
+
+
 def test_a_missing_sink_topic_is_named_with_the_brokers(
     kafka: KafkaBroker, spark: SparkSession, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ from etl_job.connectors.kafka.admin import (
 from etl_job.connectors.registry import register_sink, register_source
 from etl_job.contract import (
     ConfigurationError,
+    DataError,
     KafkaSecurity,
     KafkaSink,
     KafkaSource,
@@ -332,7 +333,14 @@ def write_messages(
     except Exception as failed:
         if record_violation(failed) is not None:
             raise  # a bad record met on the way: the run's, not the sink's
-        reason = redact(describe_causes(java_causes(failed), 0), secrets)
+        causes = java_causes(failed)
+        reason = redact(describe_causes(causes, 0), secrets)
+        if any(name.endswith(".RecordTooLargeException") for name, _ in causes):
+            # The record's fault, not the brokers': a retry sends the same bytes again.
+            raise DataError(
+                f"a message is too large for topic {topic} at brokers {bootstrap_servers}: {reason}",
+                stage=stage,
+            ) from None
         raise SinkRejected(
             f"cannot write to topic {topic} at brokers {bootstrap_servers}: {reason}", stage=stage
         ) from None
