@@ -238,8 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         env = _secret_env(args, loaded)
     except EtlError as failed:
-        _report_failure(loaded, args.termination_log, failed)
-        return failed.exit_code
+        return _report_failure(loaded, args.termination_log, failed)
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
     progress = RunProgress()
     session: list[Any] = []
@@ -281,14 +280,10 @@ def _run(args: argparse.Namespace) -> int:
             shown = TerminalProgress(spark) if terminal and not args.quiet else contextlib.nullcontext()
             with shown:
                 metrics = run_pipeline(loaded.pipeline, context, schemas)
-    except EtlError as failed:
-        _report_failure(loaded, args.termination_log, failed)
+    except Exception as failed:  # noqa: BLE001 - reported with its class; its exit code says which
+        exit_code = _report_failure(loaded, args.termination_log, failed)
         spark.stop()
-        return failed.exit_code
-    except Exception as failed:  # noqa: BLE001 - reported with its class; the exit code says "unexpected"
-        _report_failure(loaded, args.termination_log, failed)
-        spark.stop()
-        return EXIT_UNEXPECTED
+        return exit_code
     progress.records = metrics.model_dump(by_alias=True)
     write_termination_message(args.termination_log, metrics)
     log.info(
@@ -333,8 +328,7 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         env = _secret_env(args, loaded)
     except EtlError as failed:
-        _report_failure(loaded, args.termination_log, failed)
-        return failed.exit_code
+        return _report_failure(loaded, args.termination_log, failed)
     schemas = SchemaRegistry(schema_dirs(args.schemas, args.config))
     spark = build_session(
         loaded.pipeline.name,
@@ -355,14 +349,10 @@ def _replay(args: argparse.Namespace) -> int:
     )
     try:
         metrics, selection = replay(loaded.pipeline, context, schemas, wanted, dry_run=args.dry_run)
-    except EtlError as failed:
-        _report_failure(loaded, args.termination_log, failed)
+    except Exception as failed:  # noqa: BLE001 - reported with its class; its exit code says which
+        exit_code = _report_failure(loaded, args.termination_log, failed)
         spark.stop()
-        return failed.exit_code
-    except Exception as failed:  # noqa: BLE001 - reported with its class; the exit code says "unexpected"
-        _report_failure(loaded, args.termination_log, failed)
-        spark.stop()
-        return EXIT_UNEXPECTED
+        return exit_code
     spark.stop()
     if args.dry_run:
         print(json.dumps(selection.summary(), indent=2))
@@ -398,7 +388,8 @@ def _secret_env(args: argparse.Namespace, loaded: LoadedPipeline) -> dict[str, s
     return secret_sources.resolve_secrets(loaded.pipeline.spec.secret_refs(), env, source)
 
 
-def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseException) -> None:
+def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseException) -> int:
+    """Log the failure and write it to the termination log; the exit code it stands for."""
     reason = failed.reason if isinstance(failed, EtlError) else type(failed).__name__
     first_line = (str(failed).splitlines() or [reason])[0]
     message = f"{reason}: {first_line}" if not isinstance(failed, EtlError) else str(failed)
@@ -412,6 +403,7 @@ def _report_failure(loaded: LoadedPipeline, termination_log: Path, failed: BaseE
             "exitCode": getattr(failed, "exit_code", EXIT_UNEXPECTED),
         },
     )
+    return failed.exit_code if isinstance(failed, EtlError) else EXIT_UNEXPECTED
 
 
 def _show_output(loaded: LoadedPipeline, context: RunContext, rows: int) -> None:
